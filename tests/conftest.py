@@ -1,0 +1,104 @@
+"""Fixtures shared by the whole suite: a fresh GCE sandbox per test, and a playbook runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+RECAP = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)\s+skipped=(?P<skipped>\d+)\s+rescued=(?P<rescued>\d+)\s+ignored=(?P<ignored>\d+)",
+    re.MULTILINE,
+)
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    stdout: str
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def total(self, key: str) -> int:
+        return sum(host[key] for host in self.recap.values())
+
+    @property
+    def changed(self) -> int:
+        return self.total("changed")
+
+    @property
+    def failed(self) -> int:
+        return self.total("failed") + self.total("unreachable")
+
+    def __str__(self) -> str:  # what pytest shows when an assertion on the result fails
+        return f"rc={self.rc} recap={self.recap}\n{self.stdout[-6000:]}"
+
+
+def parse_recap(stdout: str) -> dict[str, dict[str, int]]:
+    recap = {}
+    for m in RECAP.finditer(stdout):
+        recap[m.group("host")] = {k: int(v) for k, v in m.groupdict().items() if k != "host"}
+    return recap
+
+
+def run_playbook(
+    playbook: str | os.PathLike,
+    sandbox=None,
+    extra_vars: dict | None = None,
+    check: bool = False,
+    diff: bool = False,
+    inventory: str | os.PathLike = "inventories/sandbox",
+    tags: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: int = 600,
+) -> PlaybookResult:
+    """Run ansible-playbook from the repository root, pointed at `sandbox` when given."""
+    run_env = dict(os.environ)
+    run_env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_NOCOLOR="1",
+        PATH=f"{BIN}{os.pathsep}{run_env.get('PATH', '')}",
+        PYTHONUNBUFFERED="1",
+    )
+    if sandbox is not None:
+        run_env.update(sandbox.env)
+        run_env["GCE_SANDBOX_STATE"] = str(sandbox.state_dir)
+    if env:
+        run_env.update(env)
+    cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)]
+    if extra_vars:
+        cmd += ["-e", json.dumps(extra_vars)]
+    if check:
+        cmd.append("--check")
+    if diff:
+        cmd.append("--diff")
+    if tags:
+        cmd += ["--tags", tags]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    return PlaybookResult(proc.returncode, proc.stdout, parse_recap(proc.stdout))
+
+
+@pytest.fixture
+def sandbox(tmp_path_factory):
+    """A running GCE sandbox with fresh state, stopped after the test."""
+    from gce_sandbox.testing import SandboxProcess
+
+    with SandboxProcess(tmp_path_factory.mktemp("gce-sandbox")) as sb:
+        yield sb
+
+
+@pytest.fixture(name="run_playbook")
+def run_playbook_fixture():
+    return run_playbook
