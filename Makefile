@@ -1,0 +1,62 @@
+# Two commands matter:
+#   make up     create (or converge) the GPU JupyterLab VM: the local GCE sandbox by default,
+#               a real project when GCP_PROJECT is set (see README)
+#   make test   the whole test suite: lint, unit, sandbox, playbook and Molecule role tests
+# Both install what they need first (scripts/bootstrap).
+
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+SANDBOX_STATE ?= .sandbox
+PYTEST_ARGS ?=
+PLAYBOOK_ARGS ?=
+
+ifdef GCP_PROJECT
+INVENTORY ?= inventories/gcp
+else
+INVENTORY ?= inventories/sandbox
+endif
+
+.PHONY: up deps test-deps sandbox sandbox-stop down status stop start test test-fast lint bench clean
+
+deps:
+	@scripts/bootstrap
+
+test-deps:
+	@scripts/bootstrap --tests
+
+# Start the local Compute Engine sandbox (no-op when it is already running).
+sandbox: deps
+	@$(BIN)/python -m gce_sandbox start --state-dir $(SANDBOX_STATE)
+
+sandbox-stop:
+	@if [[ -x $(BIN)/python ]]; then $(BIN)/python -m gce_sandbox stop --state-dir $(SANDBOX_STATE); fi
+
+ifdef GCP_PROJECT
+up: deps
+else
+up: sandbox
+endif
+	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml $(PLAYBOOK_ARGS)
+
+status stop start: deps
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/$@.yml $(PLAYBOOK_ARGS)
+
+down: deps
+	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/destroy.yml $(PLAYBOOK_ARGS)
+
+test: test-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Everything but the Molecule scenarios: a couple of minutes.
+test-fast: deps
+	$(BIN)/pytest -m "not molecule" $(PYTEST_ARGS)
+
+lint: deps
+	$(BIN)/pytest tests/test_lint.py
+
+bench: test-deps
+	@for b in bench/*; do [[ -x $$b ]] && { echo "== $$b"; PATH=$(CURDIR)/$(BIN):$$PATH $$b || exit 1; }; done
+
+clean: sandbox-stop
+	rm -rf $(SANDBOX_STATE) artifacts
