@@ -1,0 +1,621 @@
+"""Unit tests for the idle-autostop agent (roles/idle_autostop/files/usr/local/bin/idle-autostop).
+
+The decision function is pure, so it is exercised over a table of recorded observations; the
+parsers are tested on real-shaped bytes (utmp records, /api/kernels JSON, nvidia-smi output).
+"""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+AGENT = os.path.join(os.path.dirname(__file__), "..", "..", "roles", "idle_autostop", "files",
+                     "usr", "local", "bin", "idle-autostop")
+
+
+def _load_agent():
+    loader = importlib.machinery.SourceFileLoader("idle_autostop_agent", AGENT)
+    spec = importlib.util.spec_from_loader("idle_autostop_agent", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+ia = _load_agent()
+
+T0 = 1_700_000_000.0  # a fixed "now" for the recorded observations
+BOOT = "3f0c1a52-0000-4000-8000-000000000001"
+
+
+def cfg(**over):
+    base = dict(ia.DEFAULTS)
+    base.update(idle_minutes=60.0, warn_minutes=5.0, interval_seconds=60.0)
+    base.update(over)
+    return base
+
+
+def snap(**over):
+    """An idle machine: Jupyter up with one idle kernel, no terminals, no GPU, CPU quiet."""
+    base = {
+        "boot_id": BOOT,
+        "monotonic": 10_000.0,
+        "jupyter": {"kernels": [{"id": "k1", "execution_state": "idle",
+                                 "last_activity": T0 - 7200, "connections": 1}]},
+        "ttys": [],
+        "gpu": None,
+        "cpu": {"total": 1_000_000 + 12_000, "idle": 900_000 + 11_820, "ncpu": 2},
+        "holds": [],
+        "maintenance_event": None,
+    }
+    base.update(over)
+    return base
+
+
+def prev_state(idle_since, last_check=T0 - 60, last_mono=10_000.0 - 60, **over):
+    state = {"version": 1, "boot_id": BOOT, "last_check": last_check,
+             "last_monotonic": last_mono, "idle_since": idle_since, "warned_at": None,
+             "cpu": {"total": 1_000_000, "idle": 900_000}, "maintenance": {"value": "NONE"}}
+    state.update(over)
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The recorded-input table: (name, snapshot, config, now, previous state, expected)
+# expected: kind, action, idle minutes (floor), and a substring of the summary.
+# ---------------------------------------------------------------------------------------------
+CASES = [
+    ("busy kernel",
+     snap(jupyter={"kernels": [{"id": "k1", "execution_state": "busy",
+                                "last_activity": T0 - 3000, "connections": 0}]}),
+     cfg(), T0, prev_state(T0 - 3000), ("busy", "none", 0, "kernel busy (1 of 1)")),
+    ("idle kernel, old activity, threshold passed, already warned",
+     snap(), cfg(), T0, prev_state(T0 - 3700, warned_at=T0 - 300),
+     ("idle", "poweroff", 61, "kernels idle (1, last activity 120 min ago)")),
+    ("idle kernel, activity inside the window holds the count",
+     snap(jupyter={"kernels": [{"id": "k1", "execution_state": "idle",
+                                "last_activity": T0 - 14 * 60, "connections": 1}]}),
+     cfg(), T0, prev_state(T0 - 3000), ("idle", "none", 14, "last activity 14 min ago")),
+    ("idle kernel, activity just outside the window",
+     snap(jupyter={"kernels": [{"id": "k1", "execution_state": "idle",
+                                "last_activity": T0 - 61 * 60, "connections": 1}]}),
+     cfg(), T0, prev_state(T0 - 90 * 60, warned_at=T0 - 120), ("idle", "poweroff", 61, "")),
+    ("tunnel only: no tty, no kernels, nothing keeps it up",
+     snap(jupyter={"kernels": []}, ttys=[]),
+     cfg(), T0, prev_state(T0 - 3600, warned_at=T0 - 60),
+     ("idle", "poweroff", 60, "no kernels, no tty input")),
+    ("tty input 2 minutes ago",
+     snap(ttys=[{"line": "pts/0", "user": "ana", "last_input": T0 - 120}]),
+     cfg(), T0, prev_state(T0 - 3000), ("idle", "none", 2, "tty input 2 min ago")),
+    ("open ssh terminal without input for 2 hours does not keep it up",
+     snap(ttys=[{"line": "pts/0", "user": "ana", "last_input": T0 - 7200}]),
+     cfg(), T0, prev_state(T0 - 3700, warned_at=T0 - 60),
+     ("idle", "poweroff", 61, "tty input 120 min ago")),
+    ("gpu busy", snap(gpu=[87.0, 0.0]), cfg(), T0, prev_state(T0 - 3000),
+     ("busy", "none", 0, "gpu 87%")),
+    ("gpu at threshold is not busy", snap(gpu=[10.0]), cfg(), T0, prev_state(T0 - 600),
+     ("idle", "none", 10, "gpu 10%")),
+    ("cpu busy: one core of two fully used since the last check",
+     snap(cpu={"total": 1_012_000, "idle": 906_000, "ncpu": 2}), cfg(), T0,
+     prev_state(T0 - 3000), ("busy", "none", 0, "cpu 100%")),
+    ("cpu quiet", snap(), cfg(), T0, prev_state(T0 - 600), ("idle", "none", 10, "cpu 3%")),
+    ("cpu signal switched off", snap(cpu={"total": 1_012_000, "idle": 900_000, "ncpu": 2}),
+     cfg(signals=["jupyter", "tty", "gpu", "hold"]), T0, prev_state(T0 - 600),
+     ("idle", "none", 10, "")),
+    ("keep-alive active", snap(holds=[{"user": "ana", "until": T0 + 3 * 3600}]), cfg(), T0,
+     prev_state(T0 - 3700), ("busy", "none", 0, "hold by ana for 3h00m more")),
+    ("keep-alive until released", snap(holds=[{"user": "ana", "until": None}]), cfg(), T0,
+     prev_state(T0 - 3700), ("busy", "none", 0, "ana until released")),
+    ("keep-alive expired", snap(holds=[{"user": "ana", "until": T0 - 1}]), cfg(), T0,
+     prev_state(T0 - 3700, warned_at=T0 - 60), ("idle", "poweroff", 61, "no hold")),
+    ("exactly at the threshold powers off",
+     snap(), cfg(), T0, prev_state(T0 - 3600, warned_at=T0 - 60), ("idle", "poweroff", 60, "")),
+    ("one second before the threshold does not",
+     snap(), cfg(), T0, prev_state(T0 - 3599, warned_at=T0 - 60), ("idle", "none", 59, "")),
+    ("threshold reached but nobody warned yet: warn first",
+     snap(), cfg(), T0, prev_state(T0 - 3700), ("idle", "warn", 61, "warning users")),
+    ("entering the warning window warns",
+     snap(), cfg(), T0, prev_state(T0 - 56 * 60), ("idle", "warn", 56, "powering off in 4 min")),
+    ("warned already: no second warning",
+     snap(), cfg(), T0, prev_state(T0 - 57 * 60, warned_at=T0 - 60), ("idle", "none", 57, "")),
+    ("no warning configured: straight to poweroff",
+     snap(), cfg(warn_minutes=0.0), T0, prev_state(T0 - 3600), ("idle", "poweroff", 60, "")),
+    ("first run with no state counts from now",
+     snap(), cfg(), T0, None, ("idle", "none", 0, "first check")),
+    ("new boot resets the count even with an old idle_since",
+     snap(boot_id="another-boot"), cfg(), T0, prev_state(T0 - 86400),
+     ("idle", "none", 0, "first check since boot")),
+    # Timestamps recorded before a backwards step look recent afterwards: that only delays.
+    ("wall clock jumped back 2 h: idle time really elapsed is kept",
+     snap(jupyter={"kernels": []}), cfg(), T0 - 7200, prev_state(T0 - 600, last_check=T0 - 60),
+     ("idle", "none", 10, "wall clock stepped -7200 s")),
+    ("wall clock jumped forward 2 h: no instant poweroff",
+     snap(), cfg(), T0 + 7200, prev_state(T0 - 600, last_check=T0 - 60),
+     ("idle", "none", 10, "wall clock stepped +7200 s")),
+    ("clock backwards without a monotonic reading: count again from now",
+     snap(monotonic=None), cfg(), T0 - 7200, prev_state(T0 - 3000, last_check=T0 - 60),
+     ("idle", "none", 0, "clock went backwards")),
+    ("timer stopped for a day: stale count restarts",
+     snap(), cfg(), T0, prev_state(T0 - 90000, last_check=T0 - 86400,
+                                   last_mono=10_000.0 - 86400),
+     ("idle", "none", 0, "previous check 1440 min ago")),
+    ("disabled", snap(), cfg(enabled=False), T0, prev_state(T0 - 7200),
+     ("disabled", "none", 0, "disabled")),
+    ("jupyter not running is not a reason to stay up",
+     snap(jupyter={"unreachable": True}), cfg(), T0, prev_state(T0 - 3600, warned_at=T0 - 60),
+     ("idle", "poweroff", 60, "jupyter not running")),
+    ("jupyter answering but unreadable is treated as busy",
+     snap(jupyter={"error": "HTTP 403"}), cfg(), T0, prev_state(T0 - 3600),
+     ("busy", "none", 0, "jupyter unreadable (HTTP 403)")),
+    ("kernel activity in the future (skew) counts as now",
+     snap(jupyter={"kernels": [{"id": "k1", "execution_state": "idle",
+                                "last_activity": T0 + 30, "connections": 1}]}),
+     cfg(), T0, prev_state(T0 - 3000), ("idle", "none", 0, "last activity 0 min ago")),
+]
+
+
+@pytest.mark.parametrize("name,snapshot,config,now,state,expected", CASES,
+                         ids=[c[0] for c in CASES])
+def test_decide_table(name, snapshot, config, now, state, expected):
+    kind, action, idle_min, fragment = expected
+    decision = ia.decide(snapshot, config, now, state)
+    assert decision["kind"] == kind, decision["summary"]
+    assert decision["action"] == action, decision["summary"]
+    assert int(decision["idle_seconds"] // 60) == idle_min, decision["summary"]
+    assert fragment in decision["summary"], decision["summary"]
+
+
+def test_summary_is_one_line_with_all_reasons():
+    decision = ia.decide(
+        snap(jupyter={"kernels": [
+            {"id": "a", "execution_state": "idle", "last_activity": T0 - 14 * 60},
+            {"id": "b", "execution_state": "idle", "last_activity": T0 - 30 * 60}]}),
+        cfg(), T0, prev_state(T0 - 12 * 60))
+    assert decision["summary"] == (
+        "idle 12/60 min: no hold, kernels idle (2, last activity 14 min ago), no tty input, "
+        "gpu n/a, cpu 3%")
+    assert "\n" not in decision["summary"]
+
+
+def test_warn_then_poweroff_sequence_over_checks():
+    """Replay a quiet machine minute by minute: warn once at 55 min, power off at 60."""
+    config = cfg()
+    state = None
+    actions = []
+    mono = 10_000.0
+    for minute in range(0, 63):
+        now = T0 + minute * 60
+        decision = ia.decide(snap(monotonic=mono + minute * 60,
+                                  jupyter={"kernels": []}), config, now, state)
+        state = decision["new_state"]
+        actions.append((minute, decision["action"]))
+    warned = [m for m, a in actions if a == "warn"]
+    off = [m for m, a in actions if a == "poweroff"]
+    assert warned == [55]
+    assert off[0] == 60  # delay from threshold to poweroff: zero intervals when warned in time
+
+
+def test_activity_resets_warning():
+    state = prev_state(T0 - 56 * 60, warned_at=T0 - 60)
+    busy = ia.decide(snap(gpu=[90.0]), cfg(), T0, state)
+    assert busy["new_state"]["warned_at"] is None
+    again = ia.decide(snap(monotonic=10_060.0), cfg(), T0 + 60, busy["new_state"])
+    assert again["action"] == "none"
+    assert again["idle_seconds"] == 60
+
+
+def test_disabled_clears_count_so_reenabling_starts_fresh():
+    d = ia.decide(snap(), cfg(enabled=False), T0, prev_state(T0 - 7200))
+    assert d["new_state"].get("idle_since") is None
+    assert ia.status_line(d).startswith("disabled")
+    d2 = ia.decide(snap(monotonic=10_060.0), cfg(), T0 + 60, d["new_state"])
+    assert d2["action"] == "none" and d2["idle_seconds"] == 0
+
+
+def test_status_line_formats():
+    idle = ia.decide(snap(), cfg(), T0, prev_state(T0 - 12 * 60))
+    assert ia.status_line(idle).startswith("idle for 12 min, powering off in 48 min (")
+    busy = ia.decide(snap(gpu=[55.0]), cfg(), T0, prev_state(T0 - 600))
+    assert ia.status_line(busy) == "busy: gpu 55%"
+
+
+def test_maintenance_event_notice_and_hook_once():
+    config = cfg(maintenance_hook="touch /tmp/ckpt")
+    s1 = prev_state(T0 - 60)
+    d1 = ia.decide(snap(maintenance_event="TERMINATE_ON_HOST_MAINTENANCE"), config, T0, s1)
+    assert "TERMINATE_ON_HOST_MAINTENANCE" in d1["maintenance_notice"]
+    assert d1["run_hook"] == "TERMINATE_ON_HOST_MAINTENANCE"
+    d2 = ia.decide(snap(maintenance_event="TERMINATE_ON_HOST_MAINTENANCE", monotonic=10_060.0),
+                   config, T0 + 60, d1["new_state"])
+    assert d2["run_hook"] is None and d2["maintenance_notice"] is None
+    # Metadata briefly unreachable: the remembered value stays, no second hook.
+    d3 = ia.decide(snap(maintenance_event=None, monotonic=10_120.0), config, T0 + 120,
+                   d2["new_state"])
+    assert d3["run_hook"] is None
+    assert d3["new_state"]["maintenance"]["value"] == "TERMINATE_ON_HOST_MAINTENANCE"
+    d4 = ia.decide(snap(maintenance_event="NONE", monotonic=10_180.0), config, T0 + 180,
+                   d3["new_state"])
+    assert "over" in d4["maintenance_notice"] and d4["run_hook"] is None
+    d5 = ia.decide(snap(maintenance_event="MIGRATE_ON_HOST_MAINTENANCE", monotonic=10_240.0),
+                   config, T0 + 240, d4["new_state"])
+    assert d5["run_hook"] == "MIGRATE_ON_HOST_MAINTENANCE"
+
+
+def test_maintenance_without_hook_only_logs():
+    d = ia.decide(snap(maintenance_event="TERMINATE_ON_HOST_MAINTENANCE"), cfg(), T0,
+                  prev_state(T0 - 60))
+    assert d["maintenance_notice"] and d["run_hook"] is None
+
+
+def test_maintenance_tracked_while_disabled():
+    d = ia.decide(snap(maintenance_event="TERMINATE_ON_HOST_MAINTENANCE"),
+                  cfg(enabled=False, maintenance_hook="true"), T0, prev_state(T0 - 60))
+    assert d["run_hook"] == "TERMINATE_ON_HOST_MAINTENANCE"
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties
+# ---------------------------------------------------------------------------------------------
+observation = st.fixed_dictionaries({
+    "gpu": st.one_of(st.none(), st.lists(st.floats(0, 100), max_size=4)),
+    "kernel_state": st.sampled_from(["idle", "busy", "starting", "dead", None]),
+    "kernel_ago": st.floats(-120, 10 * 3600),
+    "tty_ago": st.one_of(st.none(), st.floats(-120, 10 * 3600)),
+    "hold_in": st.one_of(st.none(), st.floats(-7200, 7200)),
+})
+
+
+def _snapshot_from(obs, now, mono):
+    kernels = []
+    if obs["kernel_state"]:
+        kernels.append({"id": "k", "execution_state": obs["kernel_state"],
+                        "last_activity": now - obs["kernel_ago"]})
+    ttys = [] if obs["tty_ago"] is None else [{"line": "pts/0", "user": "u",
+                                               "last_input": now - obs["tty_ago"]}]
+    holds = [] if obs["hold_in"] is None else [{"user": "u", "until": now + obs["hold_in"]}]
+    return snap(monotonic=mono, jupyter={"kernels": kernels}, ttys=ttys, gpu=obs["gpu"],
+                holds=holds)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(observation, st.floats(1, 600)), min_size=1, max_size=40),
+       st.floats(0.5, 120))
+def test_never_powers_off_before_threshold_or_while_busy(steps, idle_minutes):
+    """Over any sequence of checks: poweroff only when idle >= threshold, never when busy, and
+    only after a warning at an earlier check."""
+    config = cfg(idle_minutes=idle_minutes, signals=["jupyter", "tty", "gpu", "hold"])
+    now, mono, state = T0, 50_000.0, None
+    warned_before = False
+    for obs, dt in steps:
+        now += dt
+        mono += dt
+        decision = ia.decide(_snapshot_from(obs, now, mono), config, now, state)
+        if decision["action"] == "poweroff":
+            assert decision["kind"] == "idle"
+            assert decision["idle_seconds"] >= idle_minutes * 60
+            assert warned_before
+        if decision["kind"] == "busy":
+            assert decision["idle_seconds"] == 0
+        assert 0 <= decision["idle_seconds"]
+        warned_before = decision["new_state"].get("warned_at") is not None and (
+            decision["action"] != "none" or warned_before)
+        state = json.loads(json.dumps(decision["new_state"]))  # it must survive the state file
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(-10 * 86400, 10 * 86400), st.floats(0, 3000))
+def test_clock_steps_never_cause_poweroff(step, idle_so_far):
+    """A wall-clock step of any size keeps the idle time that really elapsed."""
+    config = cfg(idle_minutes=60.0)
+    state = prev_state(T0 - 60 - idle_so_far, last_check=T0 - 60, last_mono=9_940.0)
+    decision = ia.decide(snap(jupyter={"kernels": []}), config, T0 + step, state)
+    assert decision["action"] in ("none", "warn")
+    assert decision["idle_seconds"] <= idle_so_far + 60 + ia.CLOCK_STEP_TOLERANCE_S + 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsers
+# ---------------------------------------------------------------------------------------------
+def utmp_record(ut_type, pid, line, user, host="", tv_sec=0):
+    return struct.pack(ia.UTMP_FORMAT, ut_type, pid, line.encode(), b"ts/0", user.encode(),
+                       host.encode(), 0, 0, 0, tv_sec, 0, 0, 0, 0, 0, b"")
+
+
+def test_utmp_record_size_is_glibc_linux():
+    assert ia.UTMP_SIZE == 384
+
+
+def test_parse_utmp_keeps_user_processes_only():
+    data = (utmp_record(2, 0, "~", "reboot", tv_sec=1)            # BOOT_TIME
+            + utmp_record(7, 4242, "pts/0", "ana", "10.0.0.2", 1700)
+            + utmp_record(8, 4243, "pts/1", "", "", 1800)        # DEAD_PROCESS
+            + utmp_record(7, 4244, "ttyS0", "root", "", 1900)
+            + b"\0" * 17)                                         # torn tail is ignored
+    recs = ia.parse_utmp(data)
+    assert [(r["line"], r["user"], r["host"], r["pid"]) for r in recs] == [
+        ("pts/0", "ana", "10.0.0.2", 4242), ("ttyS0", "root", "", 4244)]
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789/", min_size=1, max_size=31),
+       st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=31),
+       st.integers(1, 2**31 - 1))
+def test_parse_utmp_roundtrip(line, user, pid):
+    recs = ia.parse_utmp(utmp_record(7, pid, line, user))
+    assert recs == [{"line": line, "user": user, "host": "", "pid": pid, "login": 0.0}]
+
+
+def test_collect_ttys_uses_device_atime_and_skips_stale_logins(tmp_path):
+    dev = tmp_path / "dev"
+    (dev / "pts").mkdir(parents=True)
+    for n in ("0", "1", "ptmx"):
+        (dev / "pts" / n).write_text("")
+    os.utime(dev / "pts" / "0", (T0 - 300, T0))
+    os.utime(dev / "pts" / "1", (T0 - 30, T0))
+    utmp = tmp_path / "utmp"
+    utmp.write_bytes(utmp_record(7, os.getpid(), "pts/0", "ana")
+                     + utmp_record(7, 2**31 - 2, "pts/9", "gone"))
+    ttys = ia.collect_ttys(str(utmp), str(dev / "pts"), dev_dir=str(dev))
+    assert [(t["line"], t["user"], t["last_input"]) for t in ttys][0] == ("pts/0", "ana", T0 - 300)
+    assert [t["line"] for t in ttys] == ["pts/0", "pts/1"]  # ptmx is not a terminal
+    assert ttys[1]["last_input"] == T0 - 30
+
+
+def test_collect_ttys_survives_missing_files(tmp_path):
+    assert ia.collect_ttys(str(tmp_path / "nope"), str(tmp_path / "nopts")) == []
+
+
+def test_parse_kernels_real_payload():
+    body = json.dumps([
+        {"id": "6d3c", "name": "python3", "last_activity": "2024-05-01T12:00:00.123456Z",
+         "execution_state": "busy", "connections": 1},
+        {"id": "7e4d", "name": "python3", "last_activity": "2024-05-01T11:00:00Z",
+         "execution_state": "idle", "connections": 0},
+        {"id": "8f5e", "name": "python3", "execution_state": "starting"},
+    ])
+    kernels = ia.parse_kernels(body)
+    assert kernels[0]["execution_state"] == "busy"
+    assert kernels[0]["last_activity"] == pytest.approx(1714564800.123456)
+    assert kernels[1]["last_activity"] == 1714561200.0
+    assert kernels[2]["last_activity"] is None and kernels[2]["connections"] == 0
+
+
+@pytest.mark.parametrize("body", ['{"message": "Forbidden"}', "[1, 2]", "not json"])
+def test_parse_kernels_rejects_garbage(body):
+    with pytest.raises(ValueError):
+        ia.parse_kernels(body)
+
+
+@given(st.datetimes(timezones=st.just(__import__("datetime").timezone.utc)))
+def test_parse_iso8601_matches_jupyter_isoformat(value):
+    # jupyter_server._tz.isoformat: value.isoformat() with +00:00 replaced by Z
+    text = value.isoformat().replace("+00:00", "Z")
+    assert ia.parse_iso8601(text) == pytest.approx(value.timestamp())
+
+
+@pytest.mark.parametrize("out,expected", [
+    ("0\n", [0.0]),
+    ("87\n3\n", [87.0, 3.0]),
+    ("[N/A]\n45\n", [45.0]),
+    ("", []),
+    ("100 %\n", [100.0]),
+])
+def test_parse_nvidia_smi(out, expected):
+    assert ia.parse_nvidia_smi(out) == expected
+
+
+def test_collect_gpu_absent_or_broken(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert ia.collect_gpu() is None
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho \"NVIDIA-SMI has failed because it couldn't communicate "
+                    "with the NVIDIA driver.\"\nexit 9\n")
+    fake.chmod(0o755)
+    assert ia.collect_gpu() is None
+    fake.write_text("#!/bin/sh\nprintf '12\\n97\\n'\n")
+    assert ia.collect_gpu() == [12.0, 97.0]
+
+
+def test_parse_proc_stat():
+    text = ("cpu  100 5 50 1000 20 3 2 1 7 0\n"
+            "cpu0 50 2 25 500 10 1 1 0 3 0\n"
+            "cpu1 50 3 25 500 10 2 1 1 4 0\n"
+            "intr 12345\nctxt 999\n")
+    assert ia.parse_proc_stat(text) == {"total": 1181, "idle": 1020, "ncpu": 2}
+    assert ia.parse_proc_stat("intr 1\n") is None
+
+
+def test_parse_proc_stat_this_machine():
+    with open("/proc/stat", encoding="ascii") as fh:
+        parsed = ia.parse_proc_stat(fh.read())
+    assert parsed["ncpu"] == os.cpu_count()
+    assert 0 < parsed["idle"] < parsed["total"]
+
+
+@pytest.mark.parametrize("text,token", [
+    ("abc123\n", "abc123"),
+    ("JUPYTER_TOKEN=s3cret\n", "s3cret"),
+    ("# env\nexport JUPYTER_TOKEN='q w'\n", "q w"),
+    ('{"IdentityProvider": {"token": "tok"}}', "tok"),
+    ('{"ServerApp": {"token": "old"}}', "old"),
+    ("", ""),
+])
+def test_parse_token(text, token):
+    assert ia.parse_token(text) == token
+
+
+@pytest.mark.parametrize("body,value", [
+    (b"NONE", "NONE"), (b"TERMINATE_ON_HOST_MAINTENANCE\n", "TERMINATE_ON_HOST_MAINTENANCE"),
+    (b"MIGRATE_ON_HOST_MAINTENANCE", "MIGRATE_ON_HOST_MAINTENANCE"),
+])
+def test_parse_maintenance(body, value):
+    assert ia.parse_maintenance(body) == value
+
+
+def test_parse_maintenance_rejects_html():
+    with pytest.raises(ValueError):
+        ia.parse_maintenance(b"<html>captive portal</html>")
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("3h", 10800), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("2d", 172800), ("20", 1200),
+    ("forever", None),
+])
+def test_parse_duration(text, seconds):
+    assert ia.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "3x", "h", "0m", "3h and then"])
+def test_parse_duration_rejects(text):
+    with pytest.raises(ValueError):
+        ia.parse_duration(text)
+
+
+def test_collect_holds(tmp_path):
+    (tmp_path / "ana").write_text(f"{T0 + 60:.0f}\n")
+    (tmp_path / "bo").write_text("")
+    (tmp_path / ".ana.123.tmp").write_text("1")
+    (tmp_path / "junk").write_text("tomorrow")
+    holds = sorted(ia.collect_holds(str(tmp_path)), key=lambda h: h["user"])
+    assert holds == [{"user": "ana", "until": T0 + 60}, {"user": "bo", "until": None}]
+
+
+def test_load_config_reads_ini_and_env(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("# managed\n[idle-autostop]\nenabled = false\nidle_minutes = 1.5\n"
+                    "signals = jupyter, tty\naction = log\nmaintenance_hook = sync; echo hi\n")
+    c = ia.load_config(str(conf), environ={"IDLE_AUTOSTOP_METADATA_URL": "http://127.0.0.1:1/x"})
+    assert c["enabled"] is False and c["idle_minutes"] == 1.5
+    assert c["signals"] == ["jupyter", "tty"] and c["action"] == "log"
+    assert c["maintenance_hook"] == "sync; echo hi"
+    assert c["maintenance_url"] == "http://127.0.0.1:1/x"
+    conf.write_text("[idle-autostop]\naction = explode\n")
+    with pytest.raises(ValueError):
+        ia.load_config(str(conf), environ={})
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP collectors against a local server (loopback only)
+# ---------------------------------------------------------------------------------------------
+class _Handler(BaseHTTPRequestHandler):
+    routes: dict = {}
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server API)
+        self.seen.append((self.path, dict(self.headers)))
+        status, body = self.routes.get(self.path.split("?")[0], (404, b"nope"))
+        if status == "hang":
+            time.sleep(3)
+            status, body = 200, b"NONE"
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture()
+def http_server():
+    _Handler.routes = {}
+    _Handler.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_collect_jupyter_sends_token_and_does_not_track_activity(http_server, tmp_path):
+    url, handler = http_server
+    handler.routes["/api/kernels"] = (200, json.dumps([
+        {"id": "k", "execution_state": "idle", "last_activity": "2024-05-01T12:00:00Z",
+         "connections": 1}]).encode())
+    token = tmp_path / "token"
+    token.write_text("JUPYTER_TOKEN=t0k\n")
+    result = ia.collect_jupyter(url, str(token), 2.0)
+    assert result["kernels"][0]["execution_state"] == "idle"
+    path, headers = handler.seen[0]
+    assert path == "/api/kernels?no_track_activity=1"
+    assert headers["Authorization"] == "token t0k"
+
+
+def test_collect_jupyter_errors(http_server, tmp_path):
+    url, handler = http_server
+    handler.routes["/api/kernels"] = (403, b'{"message": "Forbidden"}')
+    assert ia.collect_jupyter(url, "", 2.0) == {"error": "HTTP 403"}
+    assert ia.collect_jupyter(url, str(tmp_path / "missing"), 2.0)["error"].startswith("token")
+    # Nothing listening: Jupyter is simply not running.
+    assert ia.collect_jupyter("http://127.0.0.1:9", "", 2.0) == {"unreachable": True}
+    assert ia.collect_jupyter("", "", 2.0) is None
+
+
+def test_collect_maintenance(http_server):
+    url, handler = http_server
+    handler.routes["/mev"] = (200, b"TERMINATE_ON_HOST_MAINTENANCE")
+    handler.routes["/slow"] = ("hang", b"")
+    assert ia.collect_maintenance(url + "/mev", 1.0) == "TERMINATE_ON_HOST_MAINTENANCE"
+    assert handler.seen[0][1]["Metadata-Flavor"] == "Google"
+    started = time.monotonic()
+    assert ia.collect_maintenance(url + "/slow", 0.5) is None  # short timeout, quietly
+    assert time.monotonic() - started < 2.5
+    assert ia.collect_maintenance("http://127.0.0.1:9/x", 0.5) is None
+    assert ia.collect_maintenance(url + "/missing", 0.5) is None
+
+
+def test_default_metadata_url_skipped_off_gce(monkeypatch):
+    monkeypatch.setattr(ia, "on_gce", lambda *a: False)
+    started = time.monotonic()
+    assert ia.collect_maintenance(ia.GCE_METADATA_URL, 1.0) is None
+    assert time.monotonic() - started < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, end to end, with state and holds in a temp dir and action "log"
+# ---------------------------------------------------------------------------------------------
+def _write_conf(tmp_path, **over):
+    values = {"idle_minutes": "60", "action": "log", "jupyter_url": "",
+              "maintenance_url": "", "signals": "jupyter tty gpu hold",
+              "state_dir": str(tmp_path / "state"), "hold_dir": str(tmp_path / "hold"),
+              "utmp_path": str(tmp_path / "utmp"), "pts_dir": str(tmp_path / "pts")}
+    values.update(over)
+    (tmp_path / "hold").mkdir(exist_ok=True)
+    conf = tmp_path / "idle-autostop.conf"
+    conf.write_text("[idle-autostop]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
+    return str(conf)
+
+
+def test_cli_check_status_hold_release(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi, no wall
+    conf = _write_conf(tmp_path)
+    assert ia.main(["--config", conf, "check"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("idle 0/60 min: no hold, jupyter n/a, no tty input, gpu n/a")
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["last_decision"]["kind"] == "idle"
+    assert ia.main(["--config", conf, "status"]) == 0
+    assert capsys.readouterr().out.startswith("idle for 0 min, powering off in 60 min")
+    assert ia.main(["--config", conf, "hold", "3h"]) == 0
+    capsys.readouterr()
+    assert ia.main(["--config", conf, "status"]) == 0
+    assert "busy: hold by" in capsys.readouterr().out
+    assert ia.main(["--config", conf, "release"]) == 0
+    capsys.readouterr()
+    assert ia.main(["--config", conf, "status"]) == 0
+    assert capsys.readouterr().out.startswith("idle for")
+    assert ia.main(["--config", conf, "hold", "soon"]) == 2
+
+
+def test_cli_disabled_status(tmp_path, capsys):
+    conf = _write_conf(tmp_path, enabled="false")
+    assert ia.main(["--config", conf, "status"]) == 0
+    assert capsys.readouterr().out.startswith("disabled:")
