@@ -184,6 +184,11 @@ status:
   description: VM status at the end (or expected at the end, in check mode).
   returned: always
   type: str
+summary:
+  description: One line per change, for people.
+  returned: always
+  type: list
+  elements: str
 requests:
   description: API requests made (total, mutating, retries).
   returned: always
@@ -577,7 +582,9 @@ class Reconfigurer(object):
             changed=bool(self.applied), requests=self.client.counters())
 
     def result(self, plan, report, before, after, gpu_changed, stopped_for_change, final_status):
-        return dict(changed=bool(plan), changes=report, gpu_changed=gpu_changed,
+        summary = ["%s: %s -> %s (%s)" % (c["parameter"], _short(c["before"]), _short(c["after"]), c["call"])
+                   for c in report] or ["VM %s: nothing to change" % self.params["name"]]
+        return dict(changed=bool(plan), changes=report, summary=summary, gpu_changed=gpu_changed,
                     stopped_for_change=stopped_for_change and bool(plan), status=final_status,
                     diff=dict(before=before, after=after), requests=self.client.counters())
 
