@@ -1,0 +1,387 @@
+# -*- coding: utf-8 -*-
+"""Preflight checks of a GPU VM request: local validation, then read-only Compute API checks.
+
+Every refusal names the variable to change and how to fix it. Local checks (names, types,
+enums, CIDRs, GPU/machine-family rules) run first and need no API call; the API checks
+(zone, machine type, GPU offered, image family, quotas as limit - usage) only read.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import ipaddress
+import re
+
+__metaclass__ = type
+
+# Which variable feeds which request field: messages name the variable a user edits.
+VARIABLES = {
+    "project": "gcp_project",
+    "name": "gce_vm_name",
+    "zone": "gce_vm_zone",
+    "candidate_zones": "gce_vm_candidate_zones",
+    "machine_type": "gce_vm_machine_type",
+    "gpu_type": "gce_vm_gpu_type",
+    "gpu_count": "gce_vm_gpu_count",
+    "image_project": "gce_vm_image_project",
+    "image_family": "gce_vm_image_family",
+    "disk_size_gb": "gce_vm_disk_size_gb",
+    "disk_type": "gce_vm_disk_type",
+    "labels": "gce_vm_labels",
+    "ssh_source_ranges": "gce_vm_ssh_source_ranges",
+    "provisioning_model": "gce_vm_provisioning_model",
+    "termination_action": "gce_vm_instance_termination_action",
+    "access": "gce_vm_access",
+    "ssh_public_key": "gce_vm_ssh_public_key",
+    "ssh_user": "gce_vm_ssh_user",
+    "budget_monthly_usd": "gce_budget_monthly_usd",
+    "firewall_ports": "gce_vm_firewall_ports",
+}
+
+PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+ZONE_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+-[a-z]$")
+MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*$")
+GPU_TYPE_RE = re.compile(r"^nvidia-[a-z0-9-]+$")
+LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
+SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( \S.*)?$")
+SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced")
+IAP_RANGE = "35.235.240.0/20"
+JUPYTER_PORT = 8080
+
+# GPUs that attach to N1 machine types, with the counts Compute Engine accepts.
+N1_GPU_COUNTS = {
+    "nvidia-tesla-t4": (1, 2, 4),
+    "nvidia-tesla-p4": (1, 2, 4),
+    "nvidia-tesla-p100": (1, 2, 4),
+    "nvidia-tesla-v100": (1, 2, 4, 8),
+    "nvidia-tesla-k80": (1, 2, 4, 8),
+}
+# Families whose machine types carry their GPUs, and the GPU each family carries.
+BUILTIN_GPU_FAMILIES = {
+    "a2": ("nvidia-tesla-a100", "nvidia-a100-80gb"),
+    "a3": ("nvidia-h100-80gb", "nvidia-h100-mega-80gb", "nvidia-h200-141gb"),
+    "a4": ("nvidia-b200",),
+    "g2": ("nvidia-l4",),
+    "g4": ("nvidia-rtx-pro-6000",),
+}
+# Where a GPU that is only sold built in lives, for the fix text.
+BUILTIN_GPU_HINT = {
+    "nvidia-l4": "g2-standard-4 (1 L4)",
+    "nvidia-tesla-a100": "a2-highgpu-1g (1 A100 40GB)",
+    "nvidia-a100-80gb": "a2-ultragpu-1g (1 A100 80GB)",
+    "nvidia-h100-80gb": "a3-highgpu-1g (1 H100)",
+}
+# Regional quota metric of each GPU type (the PREEMPTIBLE_ twin is used for spot).
+GPU_QUOTA_METRICS = {
+    "nvidia-tesla-t4": "NVIDIA_T4_GPUS",
+    "nvidia-tesla-p4": "NVIDIA_P4_GPUS",
+    "nvidia-tesla-p100": "NVIDIA_P100_GPUS",
+    "nvidia-tesla-v100": "NVIDIA_V100_GPUS",
+    "nvidia-tesla-k80": "NVIDIA_K80_GPUS",
+    "nvidia-l4": "NVIDIA_L4_GPUS",
+    "nvidia-tesla-a100": "NVIDIA_A100_GPUS",
+    "nvidia-a100-80gb": "NVIDIA_A100_80GB_GPUS",
+    "nvidia-h100-80gb": "NVIDIA_H100_GPUS",
+}
+
+
+class Refusal(object):
+    """One reason not to create the VM: the check, the variable, the message."""
+
+    def __init__(self, check, variable, message, details=None):
+        self.check = check
+        self.variable = variable
+        self.message = message
+        self.details = details or {}
+
+    def to_dict(self):
+        out = {"check": self.check, "variable": self.variable, "message": self.message}
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    def __str__(self):
+        return self.message
+
+
+def family_of(machine_type):
+    return (machine_type or "").split("-", 1)[0]
+
+
+def region_of(zone):
+    return zone.rsplit("-", 1)[0]
+
+
+def var(key):
+    return VARIABLES[key]
+
+
+def _refuse(out, check, key, text):
+    out.append(Refusal(check, var(key), "%s: %s" % (var(key), text)))
+
+
+def local_refusals(p):
+    """Every problem found without calling any API. `p` holds the request (module params)."""
+    out = []
+    project = p.get("project") or ""
+    if not PROJECT_RE.match(project):
+        _refuse(out, "project_id", "project",
+                "%r is not a Google Cloud project ID (6-30 characters: lowercase letters, digits, "
+                "hyphens; starts with a letter, does not end with a hyphen). Set it to the project ID "
+                "shown by the console's project picker, not the project name or number." % project)
+    name = p.get("name") or ""
+    if not NAME_RE.match(name):
+        _refuse(out, "vm_name", "name",
+                "%r is not a valid instance name (1-63 characters: lowercase letters, digits, hyphens; "
+                "starts with a letter, does not end with a hyphen), e.g. jupyter-gpu." % name)
+    zone = p.get("zone") or ""
+    if not ZONE_RE.match(zone):
+        _refuse(out, "zone_format", "zone",
+                "%r is not a zone name (region + letter, e.g. us-central1-a)." % zone)
+    for candidate in p.get("candidate_zones") or []:
+        if not ZONE_RE.match(candidate or ""):
+            _refuse(out, "zone_format", "candidate_zones",
+                    "%r is not a zone name (e.g. us-central1-b); list zones only, or leave the list "
+                    "empty to try every zone of the region that offers the GPU." % candidate)
+    machine_type = p.get("machine_type") or ""
+    if not MACHINE_TYPE_RE.match(machine_type):
+        _refuse(out, "machine_type_format", "machine_type",
+                "%r is not a machine type name (e.g. n1-standard-8 or g2-standard-8)." % machine_type)
+    _gpu_rules(p, out)
+    _disk_rules(p, out)
+    _label_rules(p, out)
+    _access_rules(p, out)
+    model = p.get("provisioning_model")
+    if model not in ("STANDARD", "SPOT"):
+        _refuse(out, "provisioning_model", "provisioning_model",
+                "%r is not a provisioning model; use STANDARD (on-demand) or SPOT." % (model,))
+    action = p.get("termination_action")
+    if action not in ("STOP", "DELETE"):
+        _refuse(out, "termination_action", "termination_action",
+                "%r is not a termination action; use STOP (keeps the disk, the next run starts the VM "
+                "again) or DELETE." % (action,))
+    budget = p.get("budget_monthly_usd")
+    if budget is not None and budget != "":
+        try:
+            ok = float(budget) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            _refuse(out, "budget", "budget_monthly_usd",
+                    "%r is not a positive amount of US dollars per month; set a number such as 300, "
+                    "or leave it unset for no budget." % (budget,))
+    return out
+
+
+def _gpu_rules(p, out):
+    machine_type = p.get("machine_type") or ""
+    family = family_of(machine_type)
+    gpu_type = p.get("gpu_type") or ""
+    count = p.get("gpu_count")
+    try:
+        count = int(count or 0)
+    except (TypeError, ValueError):
+        _refuse(out, "gpu_count", "gpu_count", "%r is not a whole number of GPUs." % (count,))
+        return
+    if count < 0:
+        _refuse(out, "gpu_count", "gpu_count", "%d is negative; use 0 or a positive count." % count)
+        return
+    if gpu_type and not GPU_TYPE_RE.match(gpu_type):
+        _refuse(out, "gpu_type_format", "gpu_type",
+                "%r is not an accelerator type name (e.g. nvidia-tesla-t4, nvidia-l4)." % gpu_type)
+        return
+    if family in BUILTIN_GPU_FAMILIES:
+        if count > 0:
+            _refuse(out, "builtin_gpu", "gpu_count",
+                    "%s machine types have their GPUs built in (%s); an extra accelerator is refused. "
+                    "Set gce_vm_gpu_count: 0 (and gce_vm_gpu_type: '') - the GPU count comes from "
+                    "the machine type." % (family.upper(), machine_type))
+        elif gpu_type and gpu_type not in BUILTIN_GPU_FAMILIES[family]:
+            _refuse(out, "builtin_gpu", "gpu_type",
+                    "%s comes with %s built in, not %s. Leave gce_vm_gpu_type empty, or pick an N1 "
+                    "machine type to attach %s." % (machine_type, " / ".join(BUILTIN_GPU_FAMILIES[family]),
+                                                     gpu_type, gpu_type))
+        return
+    if count == 0 and not gpu_type:
+        return
+    if count == 0:
+        _refuse(out, "gpu_count", "gpu_count",
+                "0 GPUs of type %s requested; set gce_vm_gpu_count to %s, or clear gce_vm_gpu_type "
+                "for a VM without GPU." % (gpu_type, "/".join(str(c) for c in N1_GPU_COUNTS.get(gpu_type, (1,)))))
+        return
+    if not gpu_type:
+        _refuse(out, "gpu_type", "gpu_type",
+                "%d GPU(s) requested but no type; set gce_vm_gpu_type (e.g. nvidia-tesla-t4)." % count)
+        return
+    if family != "n1":
+        _refuse(out, "gpu_machine_family", "machine_type",
+                "%s (%s family) cannot take attached GPUs: only N1 machine types do. Use an N1 type "
+                "(e.g. n1-standard-8) with %s, or a G2/A2 type with its GPU built in."
+                % (machine_type, family.upper(), gpu_type))
+        return
+    if gpu_type in BUILTIN_GPU_HINT:
+        _refuse(out, "gpu_machine_family", "gpu_type",
+                "%s cannot be attached to an N1 machine type; it comes built into %s. Set "
+                "gce_vm_machine_type: %s and gce_vm_gpu_count: 0."
+                % (gpu_type, BUILTIN_GPU_HINT[gpu_type], BUILTIN_GPU_HINT[gpu_type].split(" ")[0]))
+        return
+    valid = N1_GPU_COUNTS.get(gpu_type)
+    if valid and count not in valid:
+        _refuse(out, "gpu_count", "gpu_count",
+                "%d x %s is not a valid configuration; Compute Engine accepts %s of this GPU per VM."
+                % (count, gpu_type, ", ".join(str(c) for c in valid)))
+
+
+def _disk_rules(p, out):
+    size = p.get("disk_size_gb")
+    try:
+        size_ok = int(size) >= 10 and int(size) <= 65536
+    except (TypeError, ValueError):
+        size_ok = False
+    if not size_ok:
+        _refuse(out, "disk_size", "disk_size_gb",
+                "%r is not a boot disk size in GB between 10 and 65536 (Deep Learning VM images need "
+                "at least 50)." % (size,))
+    disk_type = p.get("disk_type")
+    if disk_type not in DISK_TYPES:
+        _refuse(out, "disk_type", "disk_type",
+                "%r is not a persistent disk type; use one of %s." % (disk_type, ", ".join(DISK_TYPES)))
+    for key in ("image_project", "image_family"):
+        value = p.get(key) or ""
+        if not NAME_RE.match(value):
+            _refuse(out, key, key, "%r is not a valid %s name." % (value, key.replace("_", " ")))
+
+
+def _label_rules(p, out):
+    labels = p.get("labels") or {}
+    if not isinstance(labels, dict):
+        _refuse(out, "labels", "labels", "must be a mapping of label keys to values.")
+        return
+    if len(labels) > 64:
+        _refuse(out, "labels", "labels", "%d labels; a VM takes at most 64." % len(labels))
+    for key, value in sorted(labels.items(), key=lambda kv: str(kv[0])):
+        if not LABEL_KEY_RE.match(str(key)):
+            _refuse(out, "labels", "labels",
+                    "label key %r is invalid (lowercase letters, digits, _ and -, starting with a "
+                    "letter, at most 63 characters)." % (key,))
+        if not LABEL_VALUE_RE.match(str(value if value is not None else "")):
+            _refuse(out, "labels", "labels",
+                    "label %s=%r: values take lowercase letters, digits, _ and - only (at most 63); "
+                    "e.g. %s." % (key, value, re.sub(r"[^a-z0-9_-]", "-", str(value).lower())[:63]))
+
+
+def _access_rules(p, out):
+    access = p.get("access")
+    if access not in ("ssh", "oslogin", "iap"):
+        _refuse(out, "access", "access",
+                "%r is not an access method; use ssh (your key in instance metadata), oslogin, or iap "
+                "(SSH through Identity-Aware Proxy, no public SSH)." % (access,))
+    ranges = p.get("ssh_source_ranges") or []
+    if access != "iap":
+        if not ranges:
+            _refuse(out, "ssh_source", "ssh_source_ranges",
+                    "is empty: nobody could reach SSH. Set it to your own address, e.g. "
+                    "['203.0.113.7/32'], or use gce_vm_access: iap.")
+        for cidr in ranges:
+            try:
+                net = ipaddress.ip_network(str(cidr), strict=True)
+            except ValueError as exc:
+                hint = ""
+                try:
+                    hint = " Did you mean %s?" % ipaddress.ip_network(str(cidr), strict=False)
+                except ValueError:
+                    pass
+                _refuse(out, "ssh_source", "ssh_source_ranges",
+                        "%r is not a CIDR range (%s).%s" % (cidr, exc, hint))
+                continue
+            if net.prefixlen == 0 and not p.get("allow_public_ssh"):
+                _refuse(out, "ssh_source", "ssh_source_ranges",
+                        "%s opens SSH to the whole Internet. Use your own address (e.g. "
+                        "203.0.113.7/32) or gce_vm_access: iap; set gce_vm_allow_public_ssh: true "
+                        "only if you really mean it." % cidr)
+    ports = [int(x) for x in (p.get("firewall_ports") or []) if str(x).isdigit()]
+    if JUPYTER_PORT in ports:
+        _refuse(out, "jupyter_port", "firewall_ports",
+                "opens port %d: Jupyter is reached through the SSH tunnel "
+                "(ssh -L 8080:localhost:8080), never directly. Remove %d." % (JUPYTER_PORT, JUPYTER_PORT))
+    key = (p.get("ssh_public_key") or "").strip()
+    if access == "ssh":
+        if not key:
+            _refuse(out, "ssh_key", "ssh_public_key",
+                    "is empty: gce_vm_access: ssh puts your public key into the VM's metadata. Set it, "
+                    "e.g. \"{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}\".")
+        elif not SSH_KEY_RE.match(key):
+            _refuse(out, "ssh_key", "ssh_public_key",
+                    "does not look like an OpenSSH public key (\"ssh-ed25519 AAAA... comment\"); "
+                    "give the .pub file's content, never the private key.")
+        user = p.get("ssh_user") or ""
+        if not SSH_USER_RE.match(user):
+            _refuse(out, "ssh_user", "ssh_user",
+                    "%r is not a valid Linux user name for the ssh-keys metadata entry." % user)
+
+
+# ---- API checks -------------------------------------------------------------------------
+
+
+def quota_metrics(p, vcpus, gpu_type, gpu_count):
+    """(metric, amount, scope) the request consumes; scope is 'region' or 'project'."""
+    spot = p.get("provisioning_model") == "SPOT"
+    wanted = []
+    if gpu_type and gpu_count:
+        metric = GPU_QUOTA_METRICS.get(gpu_type, gpu_type.upper().replace("-", "_").replace("NVIDIA_TESLA_", "NVIDIA_") + "_GPUS")
+        wanted.append((("PREEMPTIBLE_" if spot else "") + metric, gpu_count, "region"))
+        wanted.append(("GPUS_ALL_REGIONS", gpu_count, "project"))
+    wanted.append(("PREEMPTIBLE_CPUS" if spot else "CPUS", vcpus, "region"))
+    wanted.append(("CPUS_ALL_REGIONS", vcpus, "project"))
+    disk_metric = "DISKS_TOTAL_GB" if p.get("disk_type") == "pd-standard" else "SSD_TOTAL_GB"
+    wanted.append((disk_metric, int(p.get("disk_size_gb") or 0), "region"))
+    return wanted
+
+
+def console_quota_url(project, metric):
+    return "https://console.cloud.google.com/iam-admin/quotas?project=%s&metric=%s" % (project, metric)
+
+
+def quota_shortfalls(p, quotas_by_scope, wanted):
+    """Refusals for every metric whose limit - usage is below what the VM needs.
+
+    quotas_by_scope: {"region": {metric: {limit, usage}}, "project": {...}}; a spot metric
+    missing from the region's list falls back to the standard metric (GCE does the same when a
+    project has no preemptible quota).
+    """
+    out = []
+    project = p.get("project")
+    for metric, amount, scope in wanted:
+        quotas = quotas_by_scope.get(scope) or {}
+        name = metric
+        if name not in quotas and name.startswith("PREEMPTIBLE_"):
+            name = name[len("PREEMPTIBLE_"):]
+        if name not in quotas:
+            continue
+        limit = float(quotas[name].get("limit", 0))
+        usage = float(quotas[name].get("usage", 0))
+        available = limit - usage
+        if available >= amount:
+            continue
+        where = quotas_by_scope.get("region_name") if scope == "region" else "project %s" % project
+        details = {"metric": name, "scope": scope, "region": where if scope == "region" else None,
+                   "limit": limit, "usage": usage, "available": available, "requested": amount}
+        message = (
+            "Quota %s in %s is short: limit %g, usage %g, available %g < requested %g. "
+            "Raise it in the console (%s) or file a request with "
+            "`ansible-playbook playbooks/quota_request.yml -e gce_quota_request_metric=%s%s "
+            "-e gce_quota_request_value=%g`; or free some by stopping/deleting VMs that use it."
+            % (name, where, limit, usage, available, amount, console_quota_url(project, name), name,
+               (" -e gce_quota_request_region=%s" % where) if scope == "region" else "",
+               usage + amount)
+        )
+        variable = var("gpu_count") if "GPU" in name else (var("disk_size_gb") if "GB" in name else var("machine_type"))
+        out.append(Refusal("quota", variable, message, details))
+    return out
+
+
+def quotas_map(resource):
+    return {q["metric"]: q for q in (resource or {}).get("quotas") or []}

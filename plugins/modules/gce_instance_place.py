@@ -1,0 +1,355 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gce_instance_place
+short_description: Create a GPU VM in the first candidate zone that has capacity; start a stopped or preempted one
+description:
+  - Creates the instance in the first of C(zones) that accepts it. On
+    C(ZONE_RESOURCE_POOL_EXHAUSTED) / C(ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS) it tries the next zone,
+    the zones named by the error's C(zonesAvailable) hint first; on a regional C(QUOTA_EXCEEDED) it skips
+    every zone of that region; on C(GPUS_ALL_REGIONS) / C(CPUS_ALL_REGIONS) it stops at once.
+  - After every failed zone it makes sure nothing was left there (no instance, no boot disk).
+  - Knows Spot VMs (C(provisioningModel=SPOT) with C(instanceTerminationAction)), which
+    google.cloud.gcp_compute_instance cannot express.
+  - When the instance exists and is TERMINATED (stopped, or a preempted spot VM), starts it and waits.
+  - Built on the project's gce_client (waits on operations, retries throttling, typed errors).
+options:
+  name: {description: Instance name., type: str, required: true}
+  zones: {description: Candidate zones in order of preference., type: list, elements: str, required: true}
+  existing: {description: The instance as gce_preflight found it (zone, status); skips the lookup., type: dict}
+  machine_type: {description: Machine type name., type: str, required: true}
+  gpu_type: {description: Attached accelerator type (N1); empty for none or built-in., type: str, default: ""}
+  gpu_count: {description: Attached accelerators., type: int, default: 0}
+  source_image: {description: Image URL or path (a family path works)., type: str, required: true}
+  disk_size_gb: {description: Boot disk size., type: int, required: true}
+  disk_type: {description: Boot disk type., type: str, default: pd-balanced}
+  network: {description: VPC network name., type: str, default: default}
+  external_ip: {description: Give the VM an ephemeral external address., type: bool, default: true}
+  tags: {description: Network tags., type: list, elements: str, default: []}
+  labels: {description: Labels., type: dict, default: {}}
+  metadata: {description: Instance metadata (key -> value)., type: dict, default: {}}
+  service_account_email: {description: Service account the VM runs as., type: str, default: default}
+  scopes: {description: Its OAuth scopes (full URLs)., type: list, elements: str, default: []}
+  provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD, choices: [STANDARD, SPOT]}
+  termination_action: {description: What GCE does to a preempted spot VM., type: str, default: STOP, choices: [STOP, DELETE]}
+  status: {description: RUNNING starts a stopped VM; PRESENT leaves its power state alone., type: str, default: RUNNING, choices: [RUNNING, PRESENT]}
+  timeout: {description: Seconds to wait for each operation., type: int, default: 600}
+author: GPU Jupyter project
+"""
+
+EXAMPLES = r"""
+- name: Instance | Place the VM, failing over across zones
+  gce_instance_place:
+    project: "{{ gcp_project }}"
+    auth_kind: "{{ gcp_auth_kind }}"
+    name: jupyter-gpu
+    zones: [us-central1-a, us-central1-b, us-central1-c]
+    machine_type: n1-standard-8
+    gpu_type: nvidia-tesla-t4
+    gpu_count: 1
+    source_image: projects/deeplearning-platform-release/global/images/family/pytorch-2-9-cu129-ubuntu-2404-nvidia-580
+    disk_size_gb: 100
+    provisioning_model: SPOT
+"""
+
+RETURN = r"""
+instance: {description: name, zone, status, external_ip, internal_ip, machine_type, provisioning_model, self_link., type: dict, returned: success}
+zone: {description: Zone the VM is in., type: str, returned: success}
+attempts: {description: Every zone tried, with the outcome (created, exhausted, quota, skipped) and GCE's message., type: list, returned: always}
+action: {description: created, started or none., type: str, returned: always}
+api_calls: {description: Compute API requests made., type: int, returned: always}
+"""
+
+import json  # noqa: E402
+import re  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.gce_client import (  # noqa: E402
+    GceClient, GceApiError, GceError, GceOperationError, auth_argument_spec, resource_name)
+
+EXHAUSTED = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
+GLOBAL_QUOTAS = ("GPUS_ALL_REGIONS", "CPUS_ALL_REGIONS")
+API = "https://www.googleapis.com/compute/v1"
+
+
+def region_of(zone):
+    return zone.rsplit("-", 1)[0]
+
+
+def zones_available_hint(errors):
+    """Zones GCE says have capacity, from ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS errorDetails."""
+    zones = []
+    for err in errors:
+        for detail in err.get("errorDetails") or []:
+            meta = ((detail.get("errorInfo") or {}).get("metadatas")) or {}
+            for zone in (meta.get("zonesAvailable") or "").split(","):
+                zone = zone.strip()
+                if zone and zone not in zones:
+                    zones.append(zone)
+            text = ((detail.get("localizedMessage") or {}).get("message")) or ""
+            match = re.search(r"trying your request in the ([a-z0-9,\- ]+?) zone\(s\)", text)
+            if match:
+                for zone in match.group(1).split(","):
+                    zone = zone.strip()
+                    if zone and zone not in zones:
+                        zones.append(zone)
+    return zones
+
+
+def quota_metric(err):
+    """The metric a QUOTA_EXCEEDED error names, and whether it is project-wide."""
+    for detail in err.get("errorDetails") or []:
+        info = detail.get("quotaInfo") or {}
+        if info.get("metricName"):
+            metric = info["metricName"].rsplit("/", 1)[-1].upper()
+            return metric, "global" in (info.get("dimensions") or {}) or metric in GLOBAL_QUOTAS, info.get("limit")
+    match = re.search(r"Quota '([A-Z0-9_]+)' exceeded\.\s+Limit: ([0-9.]+) (globally|in region)", err.get("message") or "")
+    if match:
+        return match.group(1), match.group(3) == "globally" or match.group(1) in GLOBAL_QUOTAS, float(match.group(2))
+    return None, False, None
+
+
+def instance_summary(inst):
+    nat_ip, internal_ip = None, None
+    for nic in inst.get("networkInterfaces") or []:
+        internal_ip = internal_ip or nic.get("networkIP")
+        for ac in nic.get("accessConfigs") or []:
+            nat_ip = nat_ip or ac.get("natIP")
+    scheduling = inst.get("scheduling") or {}
+    return {
+        "name": inst.get("name"),
+        "zone": resource_name(inst.get("zone")),
+        "status": inst.get("status"),
+        "machine_type": resource_name(inst.get("machineType")),
+        "provisioning_model": scheduling.get("provisioningModel", "STANDARD"),
+        "instance_termination_action": scheduling.get("instanceTerminationAction"),
+        "external_ip": nat_ip or "",
+        "internal_ip": internal_ip or "",
+        "labels": inst.get("labels") or {},
+        "self_link": inst.get("selfLink"),
+        "service_accounts": inst.get("serviceAccounts") or [],
+    }
+
+
+def instance_body(p, client, zone):
+    zone_url = "%s/%s" % (API, client.zone_path(zone))
+    has_gpu = bool(p["gpu_count"]) or re.match(r"^(a2|a3|a4|g2|g4)-", p["machine_type"]) is not None
+    if p["provisioning_model"] == "SPOT":
+        scheduling = {"provisioningModel": "SPOT", "instanceTerminationAction": p["termination_action"],
+                      "automaticRestart": False, "onHostMaintenance": "TERMINATE"}
+    else:
+        # GPUs cannot live-migrate: GCE refuses a GPU VM unless host maintenance terminates it.
+        scheduling = {"provisioningModel": "STANDARD", "automaticRestart": True,
+                      "onHostMaintenance": "TERMINATE" if has_gpu else "MIGRATE"}
+    source_image = p["source_image"]
+    if not source_image.startswith("http") and not source_image.startswith("projects/"):
+        source_image = "projects/" + source_image
+    body = {
+        "name": p["name"],
+        "machineType": "%s/machineTypes/%s" % (zone_url, p["machine_type"]),
+        "disks": [{
+            "boot": True, "autoDelete": True, "type": "PERSISTENT", "mode": "READ_WRITE",
+            "initializeParams": {
+                "sourceImage": source_image,
+                "diskSizeGb": str(p["disk_size_gb"]),
+                "diskType": "%s/diskTypes/%s" % (zone_url, p["disk_type"]),
+                "labels": p["labels"],
+            },
+        }],
+        "networkInterfaces": [{
+            "network": "%s/%s" % (API, client.global_path("networks", p["network"])),
+            "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}] if p["external_ip"] else [],
+        }],
+        "scheduling": scheduling,
+        "labels": p["labels"],
+        "metadata": {"items": [{"key": k, "value": v if isinstance(v, str) else json.dumps(v)}
+                               for k, v in sorted(p["metadata"].items())]},
+        "serviceAccounts": [{"email": p["service_account_email"], "scopes": p["scopes"]}],
+    }
+    if p["tags"]:
+        body["tags"] = {"items": p["tags"]}
+    if p["gpu_type"] and p["gpu_count"]:
+        body["guestAccelerators"] = [{
+            "acceleratorType": "%s/acceleratorTypes/%s" % (zone_url, p["gpu_type"]),
+            "acceleratorCount": p["gpu_count"],
+        }]
+    return body
+
+
+def cleanup_zone(client, p, zone, timeout):
+    """Delete what a failed insert may have left in `zone`; returns what was removed."""
+    removed = []
+    inst = client.get_or_none(client.zone_path(zone, "instances", p["name"]))
+    if inst is not None and (inst.get("labels") or {}).get("managed-by") == p["labels"].get("managed-by"):
+        client.call("DELETE", client.zone_path(zone, "instances", p["name"]), timeout=timeout)
+        removed.append("instance %s" % p["name"])
+    disk = client.get_or_none(client.zone_path(zone, "disks", p["name"]))
+    if disk is not None and not disk.get("users"):
+        client.call("DELETE", client.zone_path(zone, "disks", p["name"]), timeout=timeout)
+        removed.append("disk %s" % p["name"])
+    return removed
+
+
+def start_existing(module, client, p, existing, result):
+    zone = existing["zone"]
+    path = client.zone_path(zone, "instances", p["name"])
+    status = existing.get("status")
+    if p["status"] == "RUNNING" and status in ("STOPPING", "TERMINATED", "STOPPED"):
+        result["changed"] = True
+        result["action"] = "started"
+        result["previous_status"] = status
+        if module.check_mode:
+            return dict(existing, status="RUNNING")
+        if status == "STOPPING":
+            # A start is refused until the stop (or the preemption) has finished.
+            inst = client.get(path)
+            waited = 0
+            while inst.get("status") == "STOPPING" and waited < p["timeout"]:
+                client._sleep(2)
+                waited += 2
+                inst = client.get(path)
+        client.call("POST", path + "/start", timeout=p["timeout"])
+        return instance_summary(client.get(path))
+    if status == "SUSPENDED":
+        module.fail_json(msg="%s is SUSPENDED; resume it (gcloud compute instances resume) - this project "
+                             "does not suspend VMs." % p["name"], **result)
+    result["action"] = "none"
+    return existing
+
+
+def place(module, client, p, result):
+    queue = list(p["zones"])
+    tried = set()
+    blocked_regions = {}
+    attempts = result["attempts"]
+    while queue:
+        zone = queue.pop(0)
+        if zone in tried:
+            continue
+        tried.add(zone)
+        if region_of(zone) in blocked_regions:
+            attempts.append({"zone": zone, "result": "skipped",
+                             "reason": "region %s is out of quota (%s)" % (region_of(zone), blocked_regions[region_of(zone)])})
+            continue
+        if module.check_mode:
+            result["changed"] = True
+            result["action"] = "created"
+            attempts.append({"zone": zone, "result": "would create"})
+            return {"name": p["name"], "zone": zone, "status": "RUNNING", "external_ip": "", "internal_ip": ""}
+        try:
+            client.call("POST", client.zone_path(zone, "instances"), body=instance_body(p, client, zone),
+                        timeout=p["timeout"])
+        except GceOperationError as exc:
+            codes = exc.codes
+            message = "; ".join(e.get("message", "") for e in exc.errors)
+            entry = {"zone": zone, "result": "failed", "code": ",".join(codes), "reason": message}
+            attempts.append(entry)
+            entry["cleaned_up"] = cleanup_zone(client, p, zone, p["timeout"])
+            if any(code in EXHAUSTED for code in codes):
+                entry["result"] = "exhausted"
+                hint = zones_available_hint(exc.errors)
+                if hint:
+                    entry["zones_available"] = hint
+                    preferred = [z for z in hint if z in queue]
+                    entry["hint_not_candidates"] = [z for z in hint if z not in p["zones"]]
+                    queue = preferred + [z for z in queue if z not in preferred]
+                continue
+            if "QUOTA_EXCEEDED" in codes:
+                entry["result"] = "quota"
+                quota_error = [e for e in exc.errors if e.get("code") == "QUOTA_EXCEEDED"][0]
+                metric, is_global, limit = quota_metric(quota_error)
+                entry["metric"] = metric
+                if is_global:
+                    result["api_calls"] = client.request_count
+                    module.fail_json(msg=(
+                        "Project-wide quota %s (limit %s) is used up: no zone or region can take the VM, so "
+                        "nothing more was tried. Raise it: https://console.cloud.google.com/iam-admin/quotas"
+                        "?project=%s&metric=%s or `ansible-playbook playbooks/quota_request.yml "
+                        "-e gce_quota_request_metric=%s -e gce_quota_request_value=N`. GCE said: %s"
+                        % (metric, limit, client.project, metric, metric, message)), **result)
+                blocked_regions[region_of(zone)] = "%s limit %s" % (metric, limit)
+                continue
+            result["api_calls"] = client.request_count
+            module.fail_json(msg="Creating %s in %s failed (%s): %s" % (p["name"], zone, ",".join(codes), message),
+                             **result)
+        except GceApiError as exc:
+            if exc.status == 409:
+                attempts.append({"zone": zone, "result": "exists"})
+                inst = client.get(client.zone_path(zone, "instances", p["name"]))
+                result["action"] = "none"
+                return instance_summary(inst)
+            result["api_calls"] = client.request_count
+            module.fail_json(msg="GCE refused to create %s in %s: %s" % (p["name"], zone, exc.message),
+                             error=exc.to_dict(), **result)
+        attempts.append({"zone": zone, "result": "created"})
+        result["changed"] = True
+        result["action"] = "created"
+        return instance_summary(client.get(client.zone_path(zone, "instances", p["name"])))
+    result["api_calls"] = client.request_count
+    lines = ["No candidate zone could take %s; nothing was left behind. Tried:" % p["name"]]
+    for a in attempts:
+        lines.append("- %s: %s%s" % (a["zone"], a["result"], (" (%s)" % (a.get("code") or a.get("reason")))
+                                     if a.get("code") or a.get("reason") else ""))
+    lines.append("Add zones to gce_vm_candidate_zones (or regions to gce_vm_candidate_regions), try spot "
+                 "(gce_vm_provisioning_model: SPOT), or retry later.")
+    module.fail_json(msg="\n".join(lines), **result)
+
+
+def main():
+    spec = auth_argument_spec()
+    spec.update(
+        name=dict(type="str", required=True),
+        zones=dict(type="list", elements="str", required=True),
+        existing=dict(type="dict"),
+        machine_type=dict(type="str", required=True),
+        gpu_type=dict(type="str", default=""),
+        gpu_count=dict(type="int", default=0),
+        source_image=dict(type="str", required=True),
+        disk_size_gb=dict(type="int", required=True),
+        disk_type=dict(type="str", default="pd-balanced"),
+        network=dict(type="str", default="default"),
+        external_ip=dict(type="bool", default=True),
+        tags=dict(type="list", elements="str", default=[]),
+        labels=dict(type="dict", default={}),
+        metadata=dict(type="dict", default={}),
+        service_account_email=dict(type="str", default="default"),
+        scopes=dict(type="list", elements="str", default=[]),
+        provisioning_model=dict(type="str", default="STANDARD", choices=["STANDARD", "SPOT"]),
+        termination_action=dict(type="str", default="STOP", choices=["STOP", "DELETE"]),
+        status=dict(type="str", default="RUNNING", choices=["RUNNING", "PRESENT"]),
+        timeout=dict(type="int", default=600),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = dict(module.params)
+    p["gpu_type"] = p["gpu_type"] or ""
+    if not p["zones"]:
+        module.fail_json(msg="gce_vm_candidate_zones: no candidate zone left to try (preflight dropped them all).")
+    result = {"changed": False, "attempts": [], "action": "none", "api_calls": 0}
+    client = GceClient.from_module(module)
+    try:
+        existing = p["existing"]
+        if existing is None:
+            found = client.aggregated_list("instances", filter='name = "%s"' % p["name"])
+            existing = instance_summary(found[0]) if found else None
+        if existing:
+            instance = start_existing(module, client, p, existing, result)
+        else:
+            instance = place(module, client, p, result)
+    except GceError as exc:
+        result["api_calls"] = client.request_count
+        module.fail_json(msg="Compute API error while placing %s: %s" % (p["name"], exc), **result)
+    result["instance"] = instance
+    result["zone"] = instance.get("zone")
+    result["api_calls"] = client.request_count
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

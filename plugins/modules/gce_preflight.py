@@ -1,0 +1,398 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gce_preflight
+short_description: Refuse a GPU VM request that would fail or bill by surprise, before anything is created
+description:
+  - Validates the request locally first (project ID, names, zone format, machine family vs GPU rules,
+    GPU counts, disk, labels, SSH source CIDRs, access method, budget); these checks make no API call.
+  - Then, with read-only Compute API calls, checks that the zone exists, the machine type and the GPU
+    are offered there (listing the zones that do offer them), the image family resolves to a
+    non-deprecated image no larger than the boot disk, and that quota (limit - usage) covers the
+    regional GPU metric (the PREEMPTIBLE_ one for spot), GPUS_ALL_REGIONS, CPUs and disk.
+  - Estimates the cost (hourly, monthly at 730 h, monthly while stopped) from a dated price table
+    and refuses when the monthly estimate exceeds the budget.
+  - When the VM already exists as wanted, skips the API checks (one API call in all).
+  - Never changes anything; every refusal names the variable to change and the fix.
+version_added: "1.0.0"
+options:
+  name: {description: Instance name., type: str, required: true}
+  zone: {description: Preferred zone., type: str, required: true}
+  candidate_zones:
+    description: Zones to fall back to, in order, after C(zone). Empty and no C(candidate_regions) means C(zone) only.
+    type: list
+    elements: str
+    default: []
+  candidate_regions:
+    description: Regions whose every zone offering the machine type and GPU become candidates.
+    type: list
+    elements: str
+    default: []
+  machine_type: {description: Machine type name., type: str, required: true}
+  gpu_type: {description: Accelerator type attached to an N1 machine type; empty for none or built-in., type: str, default: ""}
+  gpu_count: {description: Attached GPUs; 0 for A2/G2 whose GPUs are built in., type: int, default: 0}
+  image_project: {description: Image project., type: str, required: true}
+  image_family: {description: Image family., type: str, required: true}
+  disk_size_gb: {description: Boot disk size., type: int, required: true}
+  disk_type: {description: Boot disk type., type: str, default: pd-balanced}
+  labels: {description: Instance labels., type: dict, default: {}}
+  ssh_source_ranges: {description: CIDRs allowed to reach SSH., type: list, elements: str, default: []}
+  allow_public_ssh: {description: Accept 0.0.0.0/0 as SSH source., type: bool, default: false}
+  firewall_ports: {description: TCP ports the firewall would open., type: list, elements: raw, default: [22]}
+  access: {description: ssh, oslogin or iap., type: str, default: ssh}
+  ssh_public_key: {description: OpenSSH public key for C(access=ssh)., type: str, default: ""}
+  ssh_user: {description: User of the ssh-keys metadata entry., type: str, default: jupyter}
+  provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD}
+  termination_action: {description: STOP or DELETE (spot)., type: str, default: STOP}
+  budget_monthly_usd: {description: Refuse when the monthly estimate exceeds this; unset for no budget., type: raw}
+  external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: true}
+  static_ip: {description: The VM keeps a reserved static address (billed while stopped)., type: bool, default: false}
+  prices: {description: The price table (see roles/gce_preflight/files/prices.yml)., type: dict, required: true}
+  api_checks: {description: Run the read-only API checks (false - local validation and cost only)., type: bool, default: true}
+extends_documentation_fragment: []
+author: GPU Jupyter project
+"""
+
+EXAMPLES = r"""
+- name: Preflight | Check the request before anything is billed
+  gce_preflight:
+    project: "{{ gcp_project }}"
+    auth_kind: "{{ gcp_auth_kind }}"
+    name: jupyter-gpu
+    zone: us-central1-a
+    machine_type: n1-standard-8
+    gpu_type: nvidia-tesla-t4
+    gpu_count: 1
+    image_project: deeplearning-platform-release
+    image_family: pytorch-2-9-cu129-ubuntu-2404-nvidia-580
+    disk_size_gb: 100
+    ssh_source_ranges: [203.0.113.7/32]
+    ssh_public_key: "{{ lookup('ansible.builtin.file', '~/.ssh/id_ed25519.pub') }}"
+    budget_monthly_usd: 500
+    prices: "{{ gce_preflight_prices }}"
+"""
+
+RETURN = r"""
+exists: {description: The VM exists already (in any zone)., type: bool, returned: always}
+fast_path: {description: The VM exists as wanted and the API checks were skipped., type: bool, returned: always}
+instance: {description: Summary of the existing VM (name, zone, status, machine_type, provisioning_model)., type: dict, returned: when exists}
+candidate_zones: {description: Zones to try, in order, that offer the machine type and GPU and have quota., type: list, returned: success}
+dropped_zones: {description: Candidate zones left out, with the reason., type: list, returned: success}
+image: {description: The resolved image (name, self_link, disk_size_gb)., type: dict, returned: when the API checks ran}
+machine: {description: vcpus, memory_gib, gpu_type, gpu_count of the machine type., type: dict, returned: success}
+cost: {description: Estimate (hourly, monthly, stopped_monthly, on_demand, spot, items, text)., type: dict, returned: success}
+checks: {description: Names of the checks that passed., type: list, returned: always}
+refusals: {description: Problems found (check, variable, message, details)., type: list, returned: failure}
+api_calls: {description: Compute API requests this module made., type: int, returned: always}
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.gce_client import (  # noqa: E402
+    GceClient, GceApiError, GceError, auth_argument_spec, resource_name)
+from ansible.module_utils import gce_pricing  # noqa: E402
+from ansible.module_utils import gce_preflight_checks as pc  # noqa: E402
+
+
+def instance_summary(inst):
+    accelerators = inst.get("guestAccelerators") or []
+    scheduling = inst.get("scheduling") or {}
+    nat_ip = None
+    internal_ip = None
+    for nic in inst.get("networkInterfaces") or []:
+        internal_ip = internal_ip or nic.get("networkIP")
+        for ac in nic.get("accessConfigs") or []:
+            nat_ip = nat_ip or ac.get("natIP")
+    return {
+        "name": inst.get("name"),
+        "zone": resource_name(inst.get("zone")),
+        "status": inst.get("status"),
+        "machine_type": resource_name(inst.get("machineType")),
+        "gpu_type": resource_name(accelerators[0]["acceleratorType"]) if accelerators else "",
+        "gpu_count": sum(int(a.get("acceleratorCount", 0)) for a in accelerators),
+        "provisioning_model": scheduling.get("provisioningModel") or (
+            "SPOT" if scheduling.get("preemptible") else "STANDARD"),
+        "labels": inst.get("labels") or {},
+        "external_ip": nat_ip,
+        "internal_ip": internal_ip,
+        "self_link": inst.get("selfLink"),
+    }
+
+
+def differences(p, summary):
+    diff = []
+    if summary["machine_type"] != p["machine_type"]:
+        diff.append("machine type %s (wanted %s)" % (summary["machine_type"], p["machine_type"]))
+    if pc.family_of(p["machine_type"]) not in pc.BUILTIN_GPU_FAMILIES:
+        if (summary["gpu_type"] or "") != (p["gpu_type"] or "") or summary["gpu_count"] != p["gpu_count"]:
+            diff.append("GPUs %d x %s (wanted %d x %s)" % (
+                summary["gpu_count"], summary["gpu_type"] or "none", p["gpu_count"], p["gpu_type"] or "none"))
+    if summary["provisioning_model"] != p["provisioning_model"]:
+        diff.append("provisioning model %s (wanted %s)" % (summary["provisioning_model"], p["provisioning_model"]))
+    return diff
+
+
+def machine_from_table(machine_type):
+    shape = gce_pricing.machine_shape(machine_type)
+    return shape
+
+
+def candidate_list(p, mt_zones, gpu_zones):
+    """Zones to try in order, and the ones dropped with why."""
+    primary = p["zone"]
+    wanted = [primary] + [z for z in p["candidate_zones"] if z != primary]
+    for region in p["candidate_regions"]:
+        for zone in sorted(mt_zones):
+            if pc.region_of(zone) == region and zone not in wanted:
+                wanted.append(zone)
+    keep, dropped = [], []
+    for zone in wanted:
+        if zone not in mt_zones:
+            dropped.append({"zone": zone, "reason": "machine type %s not offered" % p["machine_type"]})
+        elif gpu_zones is not None and zone not in gpu_zones:
+            dropped.append({"zone": zone, "reason": "%s not offered" % p["gpu_type"]})
+        else:
+            keep.append(zone)
+    return keep, dropped
+
+
+def zone_listing(zones, near_region=None, limit=12):
+    ordered = sorted(zones, key=lambda z: (pc.region_of(z) != near_region, z))
+    text = ", ".join(ordered[:limit])
+    if len(ordered) > limit:
+        text += ", ... (%d in all)" % len(ordered)
+    return text or "none"
+
+
+def api_checks(module, client, p, result):
+    refusals = []
+    checks = result["checks"]
+    zone = p["zone"]
+    region = pc.region_of(zone)
+    family = pc.family_of(p["machine_type"])
+
+    # Machine type, in every zone at once: tells whether the zone offers it and where else it is.
+    mt_items = client.aggregated_list("machineTypes", filter='name = "%s"' % p["machine_type"])
+    mt_by_zone = dict((item.get("zone") and resource_name(item["zone"]), item) for item in mt_items)
+    if zone not in mt_by_zone:
+        zone_resource = client.get_or_none(client.zone_path(zone))
+        if zone_resource is None:
+            zones = [z["name"] for z in client.list(client.project_path("zones"))]
+            in_region = [z for z in zones if pc.region_of(z) == region]
+            refusals.append(pc.Refusal(
+                "zone_exists", pc.var("zone"),
+                "%s: zone %s does not exist. %s" % (
+                    pc.var("zone"), zone,
+                    ("Zones of %s: %s." % (region, ", ".join(sorted(in_region)))) if in_region else
+                    ("Region %s has no zones here; zones: %s." % (region, zone_listing(zones))))))
+            return refusals
+        refusals.append(pc.Refusal(
+            "machine_type_offered", pc.var("machine_type"),
+            "%s: %s is not offered in %s. Zones that offer it: %s. Change gce_vm_machine_type or gce_vm_zone."
+            % (pc.var("machine_type"), p["machine_type"], zone, zone_listing(mt_by_zone, region))))
+        return refusals
+    checks.extend(["zone_exists", "machine_type_offered"])
+    vcpus, memory_gib, builtin_gpu, builtin_count = gce_pricing.shape_from_api(mt_by_zone[zone])
+    gpu_type, gpu_count = (builtin_gpu, builtin_count) if builtin_count else (p["gpu_type"], p["gpu_count"])
+    result["machine"] = {"vcpus": vcpus, "memory_gib": memory_gib, "gpu_type": gpu_type or "",
+                         "gpu_count": gpu_count, "builtin_gpus": bool(builtin_count)}
+
+    gpu_zones = None
+    if p["gpu_type"] and p["gpu_count"] and family not in pc.BUILTIN_GPU_FAMILIES:
+        acc_items = client.aggregated_list("acceleratorTypes", filter='name = "%s"' % p["gpu_type"])
+        acc_by_zone = dict((resource_name(item.get("zone")), item) for item in acc_items)
+        gpu_zones = set(acc_by_zone)
+        if zone not in acc_by_zone:
+            refusals.append(pc.Refusal(
+                "gpu_offered", pc.var("gpu_type"),
+                "%s: %s is not offered in %s. Zones that offer it: %s. Change gce_vm_zone (or gce_vm_gpu_type)."
+                % (pc.var("gpu_type"), p["gpu_type"], zone, zone_listing(acc_by_zone, region)),
+                {"zones_offering": sorted(acc_by_zone)}))
+        else:
+            maximum = int(acc_by_zone[zone].get("maximumCardsPerInstance") or 0)
+            if maximum and p["gpu_count"] > maximum:
+                refusals.append(pc.Refusal(
+                    "gpu_count_max", pc.var("gpu_count"),
+                    "%s: %d x %s exceeds the %d a VM can take in %s; set gce_vm_gpu_count to at most %d."
+                    % (pc.var("gpu_count"), p["gpu_count"], p["gpu_type"], maximum, zone, maximum)))
+            else:
+                checks.extend(["gpu_offered", "gpu_count_max"])
+
+    # Image family -> the image the boot disk is made from.
+    image = client.get_or_none("projects/%s/global/images/family/%s" % (p["image_project"], p["image_family"]))
+    if image is None:
+        refusals.append(pc.Refusal(
+            "image_family", pc.var("image_family"),
+            "%s: no image family %s in project %s. Deep Learning VM families look like "
+            "pytorch-2-9-cu129-ubuntu-2404-nvidia-580 (list them: gcloud compute images list "
+            "--project %s --no-standard-images)." % (pc.var("image_family"), p["image_family"],
+                                                     p["image_project"], p["image_project"])))
+    else:
+        deprecated = image.get("deprecated") or {}
+        state = deprecated.get("state")
+        size = int(image.get("diskSizeGb") or 0)
+        result["image"] = {"name": image.get("name"), "self_link": image.get("selfLink"), "disk_size_gb": size}
+        if state in ("DEPRECATED", "OBSOLETE", "DELETED"):
+            refusals.append(pc.Refusal(
+                "image_deprecated", pc.var("image_family"),
+                "%s: image family %s resolves to %s, which is %s%s. Pick a current family."
+                % (pc.var("image_family"), p["image_family"], image.get("name"), state,
+                   (" (replacement: %s)" % resource_name(deprecated["replacement"])) if deprecated.get("replacement") else "")))
+        else:
+            checks.append("image_family")
+        if size > p["disk_size_gb"]:
+            refusals.append(pc.Refusal(
+                "disk_vs_image", pc.var("disk_size_gb"),
+                "%s: %d GB is smaller than image %s (%d GB). Set gce_vm_disk_size_gb to at least %d "
+                "(leave room for data: 100 or more)." % (pc.var("disk_size_gb"), p["disk_size_gb"],
+                                                         image.get("name"), size, size)))
+        else:
+            checks.append("disk_vs_image")
+
+    candidates, dropped = candidate_list(p, set(mt_by_zone), gpu_zones)
+    result["dropped_zones"] = dropped
+
+    # Quota: limit - usage, per candidate region and project-wide.
+    wanted = pc.quota_metrics(p, vcpus, gpu_type, gpu_count)
+    project_res = client.get(client.project_path())
+    project_quotas = pc.quotas_map(project_res)
+    project_short = pc.quota_shortfalls(p, {"project": project_quotas},
+                                        [w for w in wanted if w[2] == "project"])
+    refusals.extend(project_short)
+    regional = [w for w in wanted if w[2] == "region"]
+    region_short = {}
+    for cand_region in sorted(set(pc.region_of(z) for z in candidates), key=lambda r: r != region):
+        region_res = client.get(client.region_path(cand_region))
+        short = pc.quota_shortfalls(p, {"region": pc.quotas_map(region_res), "region_name": cand_region}, regional)
+        if short:
+            region_short[cand_region] = short
+    usable = [z for z in candidates if pc.region_of(z) not in region_short]
+    for z in candidates:
+        if pc.region_of(z) in region_short:
+            dropped.append({"zone": z, "reason": "quota: " + "; ".join(
+                "%s limit %g usage %g" % (s.details["metric"], s.details["limit"], s.details["usage"])
+                for s in region_short[pc.region_of(z)])})
+    if candidates and not usable:
+        # Report the preferred region's numbers (the first candidate's region).
+        refusals.extend(region_short[pc.region_of(candidates[0])])
+    elif not project_short:
+        checks.append("quota")
+    result["candidate_zones"] = usable
+    result["quota"] = {"project": dict((m, project_quotas.get(m)) for m, _a, s in wanted if s == "project"),
+                       "short_regions": sorted(region_short)}
+    return refusals
+
+
+def main():
+    spec = auth_argument_spec()
+    spec.update(
+        name=dict(type="str", required=True),
+        zone=dict(type="str", required=True),
+        candidate_zones=dict(type="list", elements="str", default=[]),
+        candidate_regions=dict(type="list", elements="str", default=[]),
+        machine_type=dict(type="str", required=True),
+        gpu_type=dict(type="str", default=""),
+        gpu_count=dict(type="int", default=0),
+        image_project=dict(type="str", required=True),
+        image_family=dict(type="str", required=True),
+        disk_size_gb=dict(type="int", required=True),
+        disk_type=dict(type="str", default="pd-balanced"),
+        labels=dict(type="dict", default={}),
+        ssh_source_ranges=dict(type="list", elements="str", default=[]),
+        allow_public_ssh=dict(type="bool", default=False),
+        firewall_ports=dict(type="list", elements="raw", default=[22]),
+        access=dict(type="str", default="ssh"),
+        ssh_public_key=dict(type="str", default="", no_log=False),
+        ssh_user=dict(type="str", default="jupyter"),
+        provisioning_model=dict(type="str", default="STANDARD"),
+        termination_action=dict(type="str", default="STOP"),
+        budget_monthly_usd=dict(type="raw"),
+        external_ip=dict(type="bool", default=True),
+        static_ip=dict(type="bool", default=False),
+        prices=dict(type="dict", required=True),
+        api_checks=dict(type="bool", default=True),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = dict(module.params)
+    p["gpu_type"] = p["gpu_type"] or ""
+    result = {"changed": False, "exists": False, "fast_path": False, "checks": [], "api_calls": 0,
+              "candidate_zones": [], "dropped_zones": []}
+
+    refusals = pc.local_refusals(p)
+    if refusals:
+        fail(module, result, refusals, "local")
+    result["checks"].append("local_validation")
+
+    client = None
+    existing = None
+    if p["api_checks"]:
+        client = GceClient.from_module(module)
+        try:
+            found = client.aggregated_list("instances", filter='name = "%s"' % p["name"])
+            if found:
+                existing = instance_summary(found[0])
+                result["exists"] = True
+                result["instance"] = existing
+                diff = differences(p, existing)
+                result["differences"] = diff
+                if not diff:
+                    result["fast_path"] = True
+                    result["candidate_zones"] = [existing["zone"]]
+            if not result["fast_path"]:
+                refusals = api_checks(module, client, p, result)
+        except (GceApiError, GceError) as exc:
+            result["api_calls"] = client.request_count
+            module.fail_json(msg="Preflight could not read the project through the Compute API: %s. "
+                                 "Check gcp_project, gcp_auth_kind and the credentials." % exc, **result)
+        result["api_calls"] = client.request_count
+        if refusals:
+            fail(module, result, refusals, "api")
+
+    # Cost: from the API's machine type when preflight has it, else from the built-in shapes.
+    machine = result.get("machine")
+    if not machine:
+        shape = gce_pricing.machine_shape(p["machine_type"])
+        if shape is None:
+            module.fail_json(msg="%s: no built-in shape for %s to estimate its cost; run with API checks."
+                             % (pc.var("machine_type"), p["machine_type"]), **result)
+        vcpus, memory_gib, builtin_gpu, builtin_count = shape
+        machine = {"vcpus": vcpus, "memory_gib": memory_gib,
+                   "gpu_type": builtin_gpu or p["gpu_type"], "gpu_count": builtin_count or p["gpu_count"],
+                   "builtin_gpus": bool(builtin_count)}
+        result["machine"] = machine
+    zone = existing["zone"] if existing else p["zone"]
+    try:
+        cost = gce_pricing.estimate(
+            p["prices"], zone, p["machine_type"], machine["vcpus"], machine["memory_gib"],
+            machine["gpu_type"], machine["gpu_count"],
+            disks=[{"type": p["disk_type"], "size_gb": p["disk_size_gb"]}],
+            spot=p["provisioning_model"] == "SPOT", external_ip=p["external_ip"], static_ip=p["static_ip"])
+    except gce_pricing.PricingError as exc:
+        module.fail_json(msg="Cost estimate impossible: %s" % exc, **result)
+    result["cost"] = cost
+    refusal = gce_pricing.budget_refusal(cost, p["budget_monthly_usd"])
+    if refusal and not result["fast_path"]:
+        fail(module, result, [pc.Refusal("budget", pc.var("budget_monthly_usd"), refusal)], "budget")
+    if refusal:
+        module.warn("The existing VM's estimate is over budget: " + refusal)
+    result["checks"].append("budget")
+    module.exit_json(**result)
+
+
+def fail(module, result, refusals, stage):
+    result["refusals"] = [r.to_dict() for r in refusals]
+    result["stage"] = stage
+    lines = ["Preflight refused the VM before anything was created (%d problem%s):"
+             % (len(refusals), "" if len(refusals) == 1 else "s")]
+    lines.extend("- " + r.message for r in refusals)
+    module.fail_json(msg="\n".join(lines), **result)
+
+
+if __name__ == "__main__":
+    main()
