@@ -357,6 +357,13 @@ def plan_changes(params, instance, disks_by_device):
             {"acceleratorType": "projects/%s/zones/%s/acceleratorTypes/%s" % (instance_project(instance), zone, t),
              "acceleratorCount": c} for t, c in sorted(want_acc.items())]}
         add("accelerators", "setMachineResources", body, True)
+        # GCE checks each step's machine type + GPU pair (e.g. an n1 with 1 T4 takes at most
+        # 48 vCPUs): when GPUs grow, attach them before growing the machine; when they shrink,
+        # change the machine first.
+        types = [c["call"] for c in changes]
+        if "setMachineType" in types and sum(want_acc.values()) > sum(before["accelerators"].values()):
+            gpus = changes.pop(types.index("setMachineResources"))
+            changes.insert(types.index("setMachineType"), gpus)
 
     # Service account.
     if params.get("service_account") is not None:

@@ -72,14 +72,20 @@ def test_converged_request_plans_nothing():
     assert changes == [] and not needs_stop and before == after
 
 
-def test_upgrade_plans_machine_type_and_gpus_and_disk_in_order():
+def test_fewer_gpus_change_machine_type_first():
+    p = params(machine_type="n1-standard-4", accelerators=[])
+    _, _, changes, _, _ = mod.plan_changes(p, instance(gpus=4), disks())
+    assert calls(changes) == ["setMachineType", "setMachineResources"]
+
+
+def test_upgrade_plans_gpus_then_machine_type_then_disk():
     p = params(machine_type="n1-standard-16", accelerators=[{"type": "nvidia-tesla-t4", "count": 2}],
                boot_disk_size_gb=200)
     before, after, changes, needs_stop, _ = mod.plan_changes(p, instance(), disks())
-    assert calls(changes) == ["setMachineType", "setMachineResources", "disks.resize"]
+    assert calls(changes) == ["setMachineResources", "setMachineType", "disks.resize"]
     assert needs_stop
-    assert changes[0]["body"] == {"machineType": "zones/us-central1-a/machineTypes/n1-standard-16"}
-    assert changes[1]["body"]["guestAccelerators"] == [
+    assert changes[1]["body"] == {"machineType": "zones/us-central1-a/machineTypes/n1-standard-16"}
+    assert changes[0]["body"]["guestAccelerators"] == [
         {"acceleratorType": "projects/proj/zones/us-central1-a/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": 2}]
     assert changes[2]["body"] == {"sizeGb": "200"} and changes[2]["target"] == BASE + "/disks/vm"
     assert before["accelerators"] == {"nvidia-tesla-t4": 1} and after["accelerators"] == {"nvidia-tesla-t4": 2}
@@ -252,7 +258,7 @@ UPGRADE = dict(machine_type="n1-standard-16", accelerators=[{"type": "nvidia-tes
 def test_apply_stops_changes_starts_and_reruns_clean():
     gce = fake()
     result, client = run(params(allow_stop=True, **UPGRADE), gce)
-    assert [c["call"] for c in result["changes"]] == ["stop", "setMachineType", "setMachineResources", "disks.resize", "start"]
+    assert [c["call"] for c in result["changes"]] == ["stop", "setMachineResources", "setMachineType", "disks.resize", "start"]
     assert result["changed"] and result["gpu_changed"] and result["stopped_for_change"]
     assert result["status"] == "RUNNING" and gce.inst["status"] == "RUNNING"
     assert result["diff"]["before"]["machine_type"] == "n1-standard-8"
@@ -311,7 +317,7 @@ def test_failure_after_stop_restarts_vm_and_reports_what_was_applied():
         run(params(allow_stop=True, **UPGRADE), gce)
     failure = info.value.args[0]
     assert "failed at setMachineResources" in failure["msg"] and "started again" in failure["msg"]
-    assert [c["call"] for c in failure["changes"]] == ["stop", "setMachineType"]
+    assert [c["call"] for c in failure["changes"]] == ["stop"]
     assert gce.inst["status"] == "RUNNING"
 
 
