@@ -287,7 +287,7 @@ def test_symlinks_in_the_trash_are_removed_as_links(tmp_path):
     (trash / "files" / "to-file").symlink_to(outside / "precious.txt")
     add_entry(trash, "tree", days_ago=99, tree={"inner": {}})
     (trash / "files" / "tree" / "inner" / "up").symlink_to(outside / "dir")
-    (trash / "files" / "tree" / "inner" / "dangling").symlink_to("/nonexistent/x")
+    (trash / "files" / "tree" / "inner" / "dangling").symlink_to(tmp_path / "does-not-exist")
     (trash / "files" / "tree" / "inner" / "rel").symlink_to("../../../../../../outside")
     before = snapshot(outside)
     result = clean(trash, days=0)
@@ -473,7 +473,11 @@ def hostile_trash(root: Path) -> Path:
     add_entry(trash, "line\nbreak", days_ago=40, content=b"")
     add_entry(trash, "recent", days_ago=1, content=b"r" * 50_000)
     os.link(trash / "files" / "a.bin", trash / "files" / "dir with spaces" / "hardlink-inside")
-    (trash / "files" / "dir with spaces" / "sym").symlink_to("/etc")
+    # Escape targets live under the test's own tmp dir, never at real system paths: these tests
+    # run as root, and a broken cleaner must only be able to damage tmp_path.
+    outside = root / "outside"
+    build_tree(outside, {"keep": b"k" * 5000})
+    (trash / "files" / "dir with spaces" / "sym").symlink_to(outside)
     return trash
 
 
