@@ -1,0 +1,100 @@
+"""Files the sandbox writes into its state directory for clients:
+
+  env.sh / env.json       the client environment (proxy, CA bundle, gcloud, google.cloud)
+  service-account.json    a real-format service-account key whose RSA key the sandbox made
+  gcloud/properties       a gcloud configuration pointed at the sandbox (CLOUDSDK_CONFIG)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shlex
+
+DEFAULT_PROJECT = "gpu-jupyter-sandbox"
+# google.cloud marks access_token no_log, so Ansible masks this exact substring in all output:
+# a long, distinctive value keeps that masking from mangling ordinary words.
+STATIC_TOKEN = "sandbox-token-not-a-secret"
+
+
+def ensure_service_account(state_dir: pathlib.Path, project: str) -> dict:
+    path = state_dir / "service-account.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    email = f"ansible@{project}.iam.gserviceaccount.com"
+    info = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": os.urandom(20).hex(),
+        "private_key": pem,
+        "client_email": email,
+        "client_id": str(int.from_bytes(os.urandom(8), "big") % 10**21).rjust(21, "1"),
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email.replace('@', '%40')}",
+        "universe_domain": "googleapis.com",
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(info, fh, indent=2)
+    return info
+
+
+def client_env(state_dir: pathlib.Path, port: int, project: str) -> dict[str, str]:
+    url = f"http://127.0.0.1:{port}"
+    bundle = str(state_dir / "ca-bundle.pem")
+    return {
+        "HTTPS_PROXY": url,
+        "https_proxy": url,
+        "NO_PROXY": "localhost,127.0.0.1",
+        "no_proxy": "localhost,127.0.0.1",
+        "REQUESTS_CA_BUNDLE": bundle,
+        "SSL_CERT_FILE": bundle,
+        "CURL_CA_BUNDLE": bundle,
+        "CLOUDSDK_CONFIG": str(state_dir / "gcloud"),
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": f"{url}/compute/v1/",
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_CORE_PROJECT": project,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "GCP_PROJECT": project,
+        "GCP_AUTH_KIND": "accesstoken",
+        "GCP_ACCESS_TOKEN": STATIC_TOKEN,
+        "GCE_SANDBOX_URL": url,
+        "GCE_SANDBOX_STATE_DIR": str(state_dir),
+        "GCE_SANDBOX_SERVICE_ACCOUNT_FILE": str(state_dir / "service-account.json"),
+    }
+
+
+def write_client_files(state_dir: pathlib.Path, port: int, project: str) -> dict[str, str]:
+    env = client_env(state_dir, port, project)
+    (state_dir / "env.json").write_text(json.dumps(env, indent=1, sort_keys=True) + "\n")
+    lines = ["# Client environment for the gce-sandbox at " + env["GCE_SANDBOX_URL"],
+             "# Use: . " + shlex.quote(str(state_dir / "env.sh"))]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    (state_dir / "env.sh").write_text("\n".join(lines) + "\n")
+    gdir = state_dir / "gcloud"
+    (gdir / "configurations").mkdir(parents=True, exist_ok=True)
+    props = (
+        "[core]\n"
+        f"project = {project}\n"
+        "disable_usage_reporting = True\n"
+        "[auth]\n"
+        "disable_credentials = True\n"
+        "[api_endpoint_overrides]\n"
+        f"compute = {env['CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE']}\n"
+        "[component_manager]\n"
+        "disable_update_check = True\n"
+        "[survey]\n"
+        "disable_prompts = True\n"
+    )
+    (gdir / "configurations" / "config_default").write_text(props)
+    (gdir / "active_config").write_text("default")
+    return env
