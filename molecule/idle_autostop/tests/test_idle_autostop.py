@@ -1,0 +1,154 @@
+"""Verify idle auto-stop in a systemd container that stands in for the VM.
+
+The tests run in file order and tell one story: held up while converging, a running cell keeps
+it up past the idle window, then a user hold does, a maintenance notice runs the hook once,
+disabling stops everything, and re-enabling lets the idle container power itself off, observed
+from outside with `podman inspect`. That last test ends the instance, so it comes last.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+CONTAINER = "idle_autostop-debian12"
+IDLE_S = 15          # idle_autostop_idle_minutes: 0.25
+INTERVAL_S = 5       # idle_autostop_check_interval_seconds
+# Long enough that, without the thing keeping it up, the container would have powered off.
+PAST_THRESHOLD_S = IDLE_S + 3 * INTERVAL_S
+JUPYTER = "http://127.0.0.1:8080"
+TOKEN_FILE = "/etc/jupyter/service/token"
+JUPYTER_PY = "/opt/jupyter/venv/bin/python"
+SCENARIO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(SCENARIO))
+METADATA_FILE = "/srv/metadata/computeMetadata/v1/instance/maintenance-event"
+
+
+def podman_state():
+    out = subprocess.run(["podman", "inspect", "-f", "{{.State.Status}}", CONTAINER],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def journal_since(host, since):
+    return host.check_output(f"journalctl -u idle-autostop.service -o cat --since @{int(since)}")
+
+
+def status(host):
+    return host.check_output("idle-autostop status")
+
+
+def converge(**extra):
+    """Rerun the scenario's converge playbook against the container with overrides."""
+    bindir = os.path.dirname(sys.executable)
+    env = dict(os.environ, ANSIBLE_ROLES_PATH=os.path.join(REPO, "roles"),
+               ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+    cmd = [os.path.join(bindir, "ansible-playbook"), "-i", f"{CONTAINER},",
+           "-c", "containers.podman.podman", os.path.join(SCENARIO, "converge.yml")]
+    for key, value in extra.items():
+        cmd += ["-e", f"{key}={value}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_agent_timer_and_config_installed(host):
+    agent = host.file("/usr/local/bin/idle-autostop")
+    assert agent.mode == 0o755 and agent.user == "root"
+    timer = host.service("idle-autostop.timer")
+    assert timer.is_enabled and timer.is_running
+    unit = host.file("/etc/systemd/system/idle-autostop.timer").content_string
+    assert "OnUnitActiveSec=5s" in unit and "AccuracySec=1s" in unit
+    assert host.file("/var/lib/idle-autostop/hold.d").mode == 0o1777
+    conf = host.file("/etc/idle-autostop/idle-autostop.conf").content_string
+    assert "idle_minutes = 0.25" in conf and "jupyter_token_file = /etc/jupyter/service/token" in conf
+    assert "configuration OK: enabled" in host.check_output("idle-autostop validate")
+    # The timer is really firing and deciding.
+    time.sleep(2 * INTERVAL_S)
+    assert "busy: hold by molecule until released" in journal_since(host, time.time() - 60)
+
+
+def test_running_cell_keeps_the_vm_up(host):
+    subprocess.run(["podman", "cp", os.path.join(SCENARIO, "files", "run_cell.py"),
+                    f"{CONTAINER}:/tmp/run_cell.py"], check=True)
+    kernel = host.check_output(
+        f"{JUPYTER_PY} /tmp/run_cell.py {JUPYTER} {TOKEN_FILE} start 'import time; time.sleep(600)'")
+    host.run_expect([0], f"echo {kernel} > /tmp/kernel-id")
+    host.run_expect([0], "idle-autostop release")  # only the running cell is left
+    started = time.time()
+    time.sleep(PAST_THRESHOLD_S)
+    assert podman_state() == "running"
+    assert status(host).startswith("busy: kernel busy (1 of 1)")
+    log = journal_since(host, started)
+    assert "busy: kernel busy (1 of 1)" in log
+    assert "idle threshold reached" not in log
+
+
+def test_user_hold_keeps_the_vm_up(host):
+    # As the notebook's own account (no sudo), the way `!idle-autostop hold 3h` runs in a cell.
+    out = host.check_output("runuser -u jupyter -- idle-autostop hold 10m")
+    assert out.startswith("held by jupyter until")
+    kernel = host.check_output("cat /tmp/kernel-id")
+    host.run_expect([0], f"{JUPYTER_PY} /tmp/run_cell.py {JUPYTER} {TOKEN_FILE} shutdown {kernel}")
+    started = time.time()
+    time.sleep(PAST_THRESHOLD_S)
+    assert podman_state() == "running"
+    assert status(host).startswith("busy: hold by jupyter for 9 min more") or \
+        status(host).startswith("busy: hold by jupyter for 10 min more")
+    log = journal_since(host, started)
+    assert "no kernels" in log and "idle threshold reached" not in log
+
+
+def test_maintenance_notice_runs_the_hook_once(host):
+    host.run_expect([0], f"printf TERMINATE_ON_HOST_MAINTENANCE > {METADATA_FILE}")
+    started = time.time()
+    time.sleep(3 * INTERVAL_S)
+    hook_log = host.file("/var/tmp/maintenance-hook.log")
+    assert hook_log.exists
+    assert hook_log.content_string.splitlines() == ["TERMINATE_ON_HOST_MAINTENANCE"]
+    log = journal_since(host, started)
+    assert "GCE host maintenance notice: TERMINATE_ON_HOST_MAINTENANCE (was NONE)" in log
+    assert "GCE maintenance event pending" in status(host)
+    host.run_expect([0], f"printf NONE > {METADATA_FILE}")
+    time.sleep(2 * INTERVAL_S)
+    assert "maintenance event over" in journal_since(host, started)
+
+
+def test_disabled_stops_the_timer_and_never_powers_off(host):
+    converge(idle_autostop_enabled="false")
+    timer = host.service("idle-autostop.timer")
+    assert not timer.is_enabled and not timer.is_running
+    assert host.file("/usr/local/bin/idle-autostop").exists  # files stay
+    assert status(host).startswith("disabled:")
+    host.run_expect([0], "runuser -u jupyter -- idle-autostop release")
+    # Idle, no hold, and a check run by hand: a disabled agent does nothing.
+    started = time.time()
+    host.run_expect([0], "systemctl start idle-autostop.service")
+    time.sleep(IDLE_S + INTERVAL_S)
+    host.run_expect([0], "systemctl start idle-autostop.service")
+    assert podman_state() == "running"
+    assert "idle threshold reached" not in journal_since(host, started)
+
+
+def test_idle_vm_powers_itself_off(host):
+    """Last: re-enable; with nothing going on the container stops within the window + checks."""
+    out = converge()
+    assert "changed=" in out
+    enabled_at = time.time()
+    # An SSH-less, kernel-less, hold-less machine: idle from the first check.
+    deadline = enabled_at + IDLE_S + 6 * INTERVAL_S + 30
+    last_log = ""
+    while time.time() < deadline and podman_state() == "running":
+        res = host.run("journalctl -u idle-autostop.service -o cat --since @%d" % int(enabled_at))
+        if res.rc == 0 and res.stdout:
+            last_log = res.stdout
+        time.sleep(1)
+    stopped_after = time.time() - enabled_at
+    state = podman_state()
+    assert state in ("exited", "stopped"), f"still {state} after {stopped_after:.0f} s:\n{last_log}"
+    print(f"powered off {stopped_after:.0f} s after re-enabling (window {IDLE_S} s)")
+    assert "warning users: powering off in" in last_log
+    assert stopped_after >= IDLE_S
