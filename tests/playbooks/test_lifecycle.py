@@ -1,0 +1,297 @@
+"""Lifecycle playbooks (reconfigure, stop, start, status, destroy) against the local GCE sandbox."""
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, run_playbook
+
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
+import gce_pricing  # noqa: E402
+
+ZONE = "us-central1-a"
+NAME = "jupyter-gpu"
+UPGRADE = {"gce_vm_machine_type": "n1-standard-16", "gce_vm_gpu_count": 2, "gce_vm_disk_size_gb": 200}
+PRICES = yaml.safe_load((REPO / "roles" / "gce_preflight" / "files" / "prices.yml").read_text())
+
+
+def api_path(link):
+    """'https://www.googleapis.com/compute/v1/projects/…' -> '/compute/v1/projects/…'."""
+    return "/compute/" + link.split("/compute/", 1)[1] if "://" in link else link
+
+
+def instance(sandbox, name=NAME, zone=ZONE):
+    return sandbox.api("GET", f"/compute/v1/projects/{sandbox.project}/zones/{zone}/instances/{name}")
+
+
+def exists(sandbox, path):
+    try:
+        sandbox.api("GET", path)
+    except Exception as exc:  # the sandbox client raises on 404
+        if "404" in str(exc) or "notFound" in str(exc) or "not found" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
+def mutating(sandbox):
+    """'METHOD last-path-segment' of every mutating request the sandbox logged, in order."""
+    calls = []
+    for req in sandbox.requests(mutating=True):
+        path = req.get("path") or req.get("url") or ""
+        calls.append("%s %s" % (req.get("method"), path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]))
+    return calls
+
+
+def wait_status(sandbox, name, zone, status, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if instance(sandbox, name, zone)["status"] == status:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} not {status}: {instance(sandbox, name, zone)['status']}")
+
+
+def create_vm(sandbox, name, zone, labels):
+    """A small extra VM made directly through the API (as another tool or person would)."""
+    body = {
+        "name": name,
+        "machineType": f"zones/{zone}/machineTypes/e2-small",
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+            "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+        "networkInterfaces": [{"network": "global/networks/default"}],
+    }
+    if labels:
+        body["labels"] = labels
+    wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{sandbox.project}/zones/{zone}/instances", body))
+    wait_status(sandbox, name, zone, "RUNNING")
+
+
+def wait_operation(sandbox, op):
+    deadline = time.monotonic() + 30
+    while op.get("status") != "DONE" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        op = sandbox.api("GET", api_path(op["selfLink"]))
+    assert op.get("status") == "DONE" and not op.get("error"), op
+    return op
+
+
+@pytest.fixture
+def provisioned(sandbox):
+    """The project's VM as playbooks/provision.yml leaves it: n1-standard-8, 1 x T4, 100 GB
+    pd-balanced boot disk, RUNNING, labelled, plus the SSH firewall rule. Made through the API
+    so these tests exercise the lifecycle playbooks only (tests/playbooks/test_provision.py
+    covers provisioning)."""
+    project = sandbox.project
+    sandbox.enable_compute()
+    wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{project}/global/firewalls", {
+        "name": "gpu-jupyter-allow-ssh", "network": "global/networks/default", "direction": "INGRESS",
+        "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}], "sourceRanges": ["35.235.240.0/20"],
+        "targetTags": ["gpu-jupyter"]}))
+    wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{project}/zones/{ZONE}/instances", {
+        "name": NAME,
+        "machineType": f"zones/{ZONE}/machineTypes/n1-standard-8",
+        "guestAccelerators": [{"acceleratorType": f"zones/{ZONE}/acceleratorTypes/nvidia-tesla-t4",
+                               "acceleratorCount": 1}],
+        "scheduling": {"onHostMaintenance": "TERMINATE", "automaticRestart": True},
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+            "diskSizeGb": "100", "diskType": f"zones/{ZONE}/diskTypes/pd-balanced",
+            "sourceImage": "projects/deeplearning-platform-release/global/images/family/"
+                           "pytorch-2-9-cu129-ubuntu-2404-nvidia-580"}}],
+        "networkInterfaces": [{"network": "global/networks/default",
+                               "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]}],
+        "tags": {"items": ["gpu-jupyter"]},
+        "labels": {"managed-by": "gpu-jupyter", "purpose": "jupyter"},
+        "metadata": {"items": [{"key": "install-nvidia-driver", "value": "True"}]},
+        "serviceAccounts": [{"email": "default", "scopes": [
+            "https://www.googleapis.com/auth/devstorage.read_only",
+            "https://www.googleapis.com/auth/logging.write",
+            "https://www.googleapis.com/auth/monitoring.write"]}],
+    }))
+    wait_status(sandbox, NAME, ZONE, "RUNNING")
+    sandbox.clear_requests()
+    return sandbox
+
+
+def test_reconfigure_upgrades_a_running_vm_then_converges(provisioned, run_playbook):
+    sandbox = provisioned
+    result = run_playbook("playbooks/reconfigure.yml", sandbox, diff=True,
+                          extra_vars=dict(UPGRADE, gce_lifecycle_allow_stop=True))
+    assert result.rc == 0, result
+    assert result.changed == 1, result
+
+    vm = instance(sandbox)
+    assert vm["status"] == "RUNNING"
+    assert vm["machineType"].endswith(f"/zones/{ZONE}/machineTypes/n1-standard-16")
+    [gpu] = vm["guestAccelerators"]
+    assert gpu["acceleratorType"].endswith("/acceleratorTypes/nvidia-tesla-t4") and gpu["acceleratorCount"] == 2
+    assert vm["scheduling"]["onHostMaintenance"] == "TERMINATE"
+    boot = next(d for d in vm["disks"] if d["boot"])
+    assert int(sandbox.api("GET", api_path(boot["source"]))["sizeGb"]) == 200
+
+    # Stopped, changed, started: in that order, and nothing else mutated.
+    assert mutating(sandbox) == ["POST stop", "POST setMachineResources", "POST setMachineType",
+                                 "POST resize", "POST start"], mutating(sandbox)
+    # Reported: the summary and the --diff before/after.
+    assert "machine_type: n1-standard-8 -> n1-standard-16 (setMachineType)" in result.stdout
+    assert "accelerators: nvidia-tesla-t4=1 -> nvidia-tesla-t4=2 (setMachineResources)" in result.stdout
+    assert "disks.persistent-disk-0: 100 -> 200 (disks.resize)" in result.stdout
+    assert re.search(r"^-\s+machine_type: n1-standard-8$", result.stdout, re.M), result
+    assert re.search(r"^\+\s+machine_type: n1-standard-16$", result.stdout, re.M), result
+
+    sandbox.clear_requests()
+    again = run_playbook("playbooks/reconfigure.yml", sandbox,
+                         extra_vars=dict(UPGRADE, gce_lifecycle_allow_stop=True))
+    assert again.rc == 0, again
+    assert again.changed == 0, again
+    assert mutating(sandbox) == []
+
+
+def test_reconfigure_without_allow_stop_is_refused_before_any_change(provisioned, run_playbook):
+    sandbox = provisioned
+    result = run_playbook("playbooks/reconfigure.yml", sandbox, extra_vars=UPGRADE)
+    assert result.rc != 0, result
+    assert "machine_type (n1-standard-8 -> n1-standard-16)" in result.stdout
+    assert "accelerators (nvidia-tesla-t4=1 -> nvidia-tesla-t4=2)" in result.stdout
+    assert "gce_lifecycle_allow_stop=true" in result.stdout
+    assert mutating(sandbox) == []
+    assert instance(sandbox)["status"] == "RUNNING"
+
+
+def test_disk_shrink_is_refused_with_a_clear_message(provisioned, run_playbook):
+    sandbox = provisioned
+    result = run_playbook("playbooks/reconfigure.yml", sandbox,
+                          extra_vars={"gce_vm_disk_size_gb": 50, "gce_lifecycle_allow_stop": True})
+    assert result.rc != 0, result
+    assert "refusing to shrink disk 'persistent-disk-0' from 100 GB to 50 GB" in result.stdout
+    assert "can only grow" in result.stdout
+    assert mutating(sandbox) == []
+
+
+def test_reconfigure_check_mode_reports_and_changes_nothing(provisioned, run_playbook):
+    sandbox = provisioned
+    result = run_playbook("playbooks/reconfigure.yml", sandbox, check=True, diff=True,
+                          extra_vars=dict(UPGRADE, gce_lifecycle_allow_stop=True))
+    assert result.rc == 0, result
+    assert result.changed == 1, result
+    assert "machine_type: n1-standard-8 -> n1-standard-16 (setMachineType)" in result.stdout
+    assert mutating(sandbox) == []
+    assert instance(sandbox)["machineType"].endswith("/n1-standard-8")
+
+
+def test_reconfigure_rides_out_a_503_burst(provisioned, run_playbook):
+    sandbox = provisioned
+    sandbox.add_fault("http_error", status=503, count=3, method="POST", path_regex=r"/setMachineType$")
+    result = run_playbook("playbooks/reconfigure.yml", sandbox,
+                          extra_vars={"gce_vm_machine_type": "n1-standard-16", "gce_lifecycle_allow_stop": True})
+    assert result.rc == 0, result
+    assert instance(sandbox)["machineType"].endswith("/n1-standard-16")
+    assert mutating(sandbox).count("POST setMachineType") == 4  # three 503s, then success
+
+
+def test_stop_all_stops_only_labelled_vms_and_start_brings_one_back(provisioned, run_playbook):
+    sandbox = provisioned
+    create_vm(sandbox, "labelled-b", "europe-west4-a", {"managed-by": "gpu-jupyter"})
+    create_vm(sandbox, "someone-else", ZONE, {"team": "web"})
+    sandbox.clear_requests()
+
+    result = run_playbook("playbooks/stop.yml", sandbox, extra_vars={"stop_all": True})
+    assert result.rc == 0, result
+    assert instance(sandbox)["status"] == "TERMINATED"
+    assert instance(sandbox, "labelled-b", "europe-west4-a")["status"] == "TERMINATED"
+    assert instance(sandbox, "someone-else")["status"] == "RUNNING"
+    assert sorted(mutating(sandbox)) == ["POST stop", "POST stop"]
+
+    sandbox.clear_requests()
+    again = run_playbook("playbooks/stop.yml", sandbox, extra_vars={"stop_all": True})
+    assert again.rc == 0 and again.changed == 0, again
+    assert mutating(sandbox) == []
+
+    started = run_playbook("playbooks/start.yml", sandbox)
+    assert started.rc == 0 and started.changed == 1, started
+    assert instance(sandbox)["status"] == "RUNNING"
+    assert instance(sandbox, "labelled-b", "europe-west4-a")["status"] == "TERMINATED"
+    assert f"gcloud compute ssh {NAME} --zone {ZONE}" in started.stdout
+
+    one = run_playbook("playbooks/stop.yml", sandbox)
+    assert one.rc == 0 and one.changed == 1, one
+    assert instance(sandbox)["status"] == "TERMINATED"
+
+
+def status_row(stdout, name):
+    for line in stdout.splitlines():
+        cells = re.split(r"\s{2,}", line.strip().strip('",'))
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no status row for {name}:\n{stdout}")
+
+
+def test_status_table_figures_match_the_price_table(provisioned, run_playbook):
+    sandbox = provisioned
+    result = run_playbook("playbooks/status.yml", sandbox)
+    assert result.rc == 0 and result.changed == 0, result
+    name, zone, state, machine, gpus, uptime, hourly, monthly, stopped = status_row(result.stdout, NAME)
+    assert (name, zone, state, machine, gpus) == (NAME, ZONE, "RUNNING", "n1-standard-8", "1 x nvidia-tesla-t4")
+    assert re.match(r"^\d+h \d\dm$", uptime)
+    expected = gce_pricing.estimate(PRICES, ZONE, "n1-standard-8", 8, 30.0, gpu_type="nvidia-tesla-t4",
+                                    gpu_count=1, disks=[{"type": "pd-balanced", "size_gb": 100}], external_ip=True)
+    assert hourly == "$%.4f" % expected["hourly"]
+    assert monthly == "$%.2f" % expected["monthly"]
+    assert stopped == "$%.2f" % expected["stopped_monthly"]
+    # The hand check: 100 GiB pd-balanced is what a stopped VM costs a month.
+    disk_month = 100 * PRICES["regions"]["us-central1"]["disks_gib_month"]["pd-balanced"]
+    assert float(stopped[1:]) == pytest.approx(disk_month, abs=0.01)
+    assert f"{NAME} tunnel: gcloud compute ssh {NAME} --zone {ZONE} --project {sandbox.project}" in result.stdout
+    assert "-- -N -L 8080:localhost:8080" in result.stdout
+    assert mutating(sandbox) == []
+
+    run_playbook("playbooks/stop.yml", sandbox)
+    stopped_result = run_playbook("playbooks/status.yml", sandbox)
+    row = status_row(stopped_result.stdout, NAME)
+    assert row[2] == "TERMINATED" and row[5] == "-"
+    assert row[6] == "$%.4f" % round(expected["stopped_monthly"] / 730, 4)
+
+
+def test_destroy_leaves_nothing_behind(provisioned, run_playbook):
+    sandbox = provisioned
+    project = sandbox.project
+    fw = f"/compute/v1/projects/{project}/global/firewalls/gpu-jupyter-allow-ssh"
+    disk = f"/compute/v1/projects/{project}/zones/{ZONE}/disks/{NAME}"
+    vm_path = f"/compute/v1/projects/{project}/zones/{ZONE}/instances/{NAME}"
+
+    check = run_playbook("playbooks/destroy.yml", sandbox, check=True)
+    assert check.rc == 0 and check.changed == 1, check
+    assert f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh" in check.stdout
+    assert mutating(sandbox) == []
+
+    # No terminal to answer the prompt: refused, nothing deleted.
+    unconfirmed = run_playbook("playbooks/destroy.yml", sandbox)
+    assert unconfirmed.rc != 0, unconfirmed
+    assert "Not confirmed: nothing was deleted" in unconfirmed.stdout
+    assert mutating(sandbox) == []
+
+    done = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
+    assert done.rc == 0 and done.changed == 1, done
+    assert not exists(sandbox, vm_path)
+    assert not exists(sandbox, disk)
+    assert not exists(sandbox, fw)
+    listing = sandbox.api("GET", f"/compute/v1/projects/{project}/aggregated/disks")
+    assert not any(scope.get("disks") for scope in listing.get("items", {}).values())
+
+    sandbox.clear_requests()
+    again = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
+    assert again.rc == 0 and again.changed == 0, again
+    assert mutating(sandbox) == []
+
+
+def test_destroy_keeps_the_firewall_while_another_managed_vm_exists(provisioned, run_playbook):
+    sandbox = provisioned
+    create_vm(sandbox, "labelled-b", ZONE, {"managed-by": "gpu-jupyter"})
+    result = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": True})
+    assert result.rc == 0, result
+    assert exists(sandbox, f"/compute/v1/projects/{sandbox.project}/global/firewalls/gpu-jupyter-allow-ssh")
+    assert "still used by labelled-b (us-central1-a)" in result.stdout
