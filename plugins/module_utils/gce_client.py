@@ -268,7 +268,7 @@ class GceClient(object):
 
     def __init__(self, project, session=None, credentials=None, base_url=None,
                  max_retries=6, backoff_base=1.0, backoff_cap=32.0, retry_budget=120.0,
-                 poll_interval=1.0, poll_interval_cap=5.0, request_timeout=60,
+                 poll_interval=0.25, poll_interval_cap=5.0, request_timeout=60,
                  sleep=time.sleep, clock=time.monotonic, rand=random.random,
                  user_agent=USER_AGENT, use_request_id=True):
         if session is None:
