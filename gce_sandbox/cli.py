@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from .envfiles import DEFAULT_PROJECT
 
@@ -61,7 +62,7 @@ def _offline_state(state_dir: pathlib.Path):
     """Edit the state of a stopped sandbox directly (faults and quotas persist there)."""
     from .server import Sandbox
 
-    return Sandbox(state_dir)
+    return Sandbox(state_dir, serving=False)
 
 
 def cmd_serve(args) -> int:
@@ -118,12 +119,21 @@ def stop(state_dir: pathlib.Path, timeout: float = 10) -> bool:
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             return True
-        time.sleep(0.1)
+        time.sleep(0.05)
     return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:   # an exited daemon waits as a zombie until init reaps it: it is gone all the same
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def cmd_stop(args) -> int:

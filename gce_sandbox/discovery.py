@@ -27,7 +27,12 @@ from .errors import ApiError
 
 
 def documents_dir() -> pathlib.Path:
-    import googleapiclient  # only for its shipped discovery documents
+    try:
+        import googleapiclient  # only for its shipped discovery documents
+    except ImportError:
+        raise SystemExit("gce_sandbox needs google-api-python-client (for the Compute discovery document it "
+                         "ships): run it with the project's virtualenv, e.g. `.venv/bin/python -m gce_sandbox`, "
+                         "or `pip install -r requirements.txt`.") from None
 
     return pathlib.Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
 

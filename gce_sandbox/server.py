@@ -74,7 +74,7 @@ def default_firewalls(compute: Compute) -> None:
 class Sandbox:
     """All of the sandbox's state and logic, independent of the HTTP plumbing."""
 
-    def __init__(self, state_dir: pathlib.Path, project: str | None = None):
+    def __init__(self, state_dir: pathlib.Path, project: str | None = None, serving: bool = True):
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.state_dir / "state.json"
@@ -94,10 +94,11 @@ class Sandbox:
         if not self.state_path.exists():
             default_firewalls(self.compute)
             self.save()
-        self.ca = CertificateAuthority(self.state_dir)
-        # Compute's discovery document is large: parse it once up front, not on a first request.
-        discovery.compute()
-        discovery.serviceusage()
+        if serving:
+            self.ca = CertificateAuthority(self.state_dir)
+            # Compute's discovery document is large: parse it once up front, not on a first request.
+            discovery.compute()
+            discovery.serviceusage()
 
     def _wire(self) -> None:
         self.faults = Faults(self.state)
@@ -221,7 +222,21 @@ class Sandbox:
             if handler is None:
                 raise ApiError(501, f"Method {route.method_id} is not implemented by the sandbox.",
                                "notImplemented")
-            return handler(params, query, body if body is not None else {})
+            # requestId: a retried mutation with the same id gets the first call's operation back.
+            request_id = query.get("requestId") if method != "GET" else None
+            seen = self.state.setdefault("request_ids", {})
+            if request_id:
+                op_name = seen.get(f"{route.method_id}/{request_id}")
+                op = self.compute.operations().get(op_name) if op_name else None
+                if op is not None:
+                    return self.compute.op_response(op)
+            status, result = handler(params, query, body if body is not None else {})
+            if request_id and isinstance(result, dict) and result.get("kind") == "compute#operation":
+                seen[f"{route.method_id}/{request_id}"] = result["name"]
+                if len(seen) > 2000:
+                    for key in list(seen)[:500]:
+                        del seen[key]
+            return status, result
         if api == "serviceusage":
             doc = discovery.serviceusage()
             matched = doc.match(method, rel)
