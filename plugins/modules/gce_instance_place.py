@@ -23,7 +23,7 @@ description:
 options:
   name: {description: Instance name., type: str, required: true}
   zones: {description: Candidate zones in order of preference., type: list, elements: str, required: true}
-  existing: {description: The instance as gce_preflight found it (zone, status); skips the lookup., type: dict}
+  existing: {description: "The instance as gce_preflight found it (zone, status), or {} when preflight found none; either skips the lookup.", type: dict}
   machine_type: {description: Machine type name., type: str, required: true}
   gpu_type: {description: Attached accelerator type (N1); empty for none or built-in., type: str, default: ""}
   gpu_count: {description: Attached accelerators., type: int, default: 0}
@@ -35,7 +35,7 @@ options:
   tags: {description: Network tags., type: list, elements: str, default: []}
   labels: {description: Labels., type: dict, default: {}}
   metadata: {description: Instance metadata (key -> value)., type: dict, default: {}}
-  service_account_email: {description: Service account the VM runs as., type: str, default: default}
+  vm_service_account: {description: Email of the service account the VM runs as ("default" - the Compute Engine default account)., type: str, default: default}
   scopes: {description: Its OAuth scopes (full URLs)., type: list, elements: str, default: []}
   provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD, choices: [STANDARD, SPOT]}
   termination_action: {description: What GCE does to a preempted spot VM., type: str, default: STOP, choices: [STOP, DELETE]}
@@ -171,7 +171,7 @@ def instance_body(p, client, zone):
         "labels": p["labels"],
         "metadata": {"items": [{"key": k, "value": v if isinstance(v, str) else json.dumps(v)}
                                for k, v in sorted(p["metadata"].items())]},
-        "serviceAccounts": [{"email": p["service_account_email"], "scopes": p["scopes"]}],
+        "serviceAccounts": [{"email": p["vm_service_account"], "scopes": p["scopes"]}],
     }
     if p["tags"]:
         body["tags"] = {"items": p["tags"]}
@@ -319,7 +319,7 @@ def main():
         tags=dict(type="list", elements="str", default=[]),
         labels=dict(type="dict", default={}),
         metadata=dict(type="dict", default={}),
-        service_account_email=dict(type="str", default="default"),
+        vm_service_account=dict(type="str", default="default"),
         scopes=dict(type="list", elements="str", default=[]),
         provisioning_model=dict(type="str", default="STANDARD", choices=["STANDARD", "SPOT"]),
         termination_action=dict(type="str", default="STOP", choices=["STOP", "DELETE"]),

@@ -1,0 +1,163 @@
+"""Zone failover and spot against the sandbox: stockouts, the zonesAvailable hint, quota per region
+and project-wide, nothing left behind, a preempted spot VM started again."""
+
+import pytest
+
+from conftest import REPO, run_playbook
+
+PROJECT_VARS = [REPO / "group_vars" / "all" / "vm.yml", REPO / "group_vars" / "all" / "preflight.yml"]
+NAME = "jupyter-gpu"
+
+
+def flat(result):
+    return " ".join(result.stdout.split())
+
+
+@pytest.fixture(scope="module")
+def place_playbook(tmp_path_factory):
+    """Preflight, then placement with failover, as gce_vm runs them."""
+    path = tmp_path_factory.mktemp("failover") / "place.yml"
+    path.write_text("""
+- name: Place
+  hosts: localhost
+  gather_facts: false
+  environment: "{{ gcp_environment | default({}) }}"
+  vars_files: [%s]
+  tasks:
+    - name: Preflight
+      ansible.builtin.include_role: {name: gce_preflight}
+    - name: Place the VM
+      gce_instance_place:
+        project: "{{ gcp_project }}"
+        auth_kind: "{{ gcp_auth_kind }}"
+        access_token: "{{ gcp_access_token }}"
+        name: "{{ gce_vm_name }}"
+        zones: "{{ gce_preflight_result.candidate_zones }}"
+        existing: "{{ gce_preflight_result.instance | default({}) }}"
+        machine_type: "{{ gce_vm_machine_type }}"
+        gpu_type: "{{ gce_vm_gpu_type }}"
+        gpu_count: "{{ gce_vm_gpu_count }}"
+        source_image: "{{ gce_preflight_result.image.self_link | default('projects/' ~ gce_vm_image_project ~ '/global/images/family/' ~ gce_vm_image_family) }}"
+        disk_size_gb: "{{ gce_vm_disk_size_gb }}"
+        labels: "{{ gce_vm_labels | combine({'managed-by': 'gpu-jupyter'}) }}"
+        provisioning_model: "{{ gce_vm_provisioning_model | default('STANDARD') }}"
+      register: place
+    - name: Show the attempts
+      ansible.builtin.debug:
+        msg: "{{ place.attempts | map(attribute='zone') | zip(place.attempts | map(attribute='result')) | map('join', ': ') | list }}"
+""" % ", ".join(str(p) for p in PROJECT_VARS))
+    return path
+
+
+def instances(sb):
+    out = []
+    for zone, table in (sb.state().get("instances") or {}).items():
+        out.extend((zone, name, inst["status"]) for name, inst in table.items())
+    return out
+
+
+def disks(sb):
+    out = []
+    for zone, table in (sb.state().get("disks") or {}).items():
+        out.extend((zone, name) for name in table)
+    return out
+
+
+def inserts(sb):
+    return [r for r in sb.requests(mutating=True) if r["method_id"] == "compute.instances.insert"]
+
+
+CANDIDATES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
+
+
+def test_two_stockouts_then_the_hinted_zone(sandbox, place_playbook):
+    sandbox.enable_compute()
+    sandbox.add_fault("zone_exhausted", zone="us-central1-a", with_details=False, count=1)
+    sandbox.add_fault("zone_exhausted", zone="us-central1-b", with_details=True,
+                      zones_available=["us-central1-f"], count=1)
+    sandbox.clear_requests()
+    result = run_playbook(place_playbook, sandbox, extra_vars={"gce_vm_candidate_zones": CANDIDATES})
+    assert result.rc == 0, result
+    # a and b were out of stock; b's hint named f, tried before c.
+    assert [r["path"].split("/")[6] for r in inserts(sandbox)] == ["us-central1-a", "us-central1-b", "us-central1-f"]
+    assert "us-central1-a: exhausted" in flat(result) and "us-central1-f: created" in flat(result), result
+    # Exactly one VM and its one disk, nothing in the failed zones.
+    assert instances(sandbox) == [("us-central1-f", NAME, "RUNNING")]
+    assert disks(sandbox) == [("us-central1-f", NAME)]
+
+
+def test_regional_quota_skips_the_region(sandbox, place_playbook):
+    sandbox.enable_compute()
+    sandbox.add_fault("quota_exceeded", region="us-central1", metric="NVIDIA_T4_GPUS", count=1)
+    sandbox.clear_requests()
+    result = run_playbook(place_playbook, sandbox, extra_vars={
+        "gce_vm_candidate_zones": ["us-central1-a", "us-central1-b", "us-east1-c"]})
+    assert result.rc == 0, result
+    assert [r["path"].split("/")[6] for r in inserts(sandbox)] == ["us-central1-a", "us-east1-c"]
+    assert "us-central1-b: skipped" in flat(result), result
+    assert instances(sandbox) == [("us-east1-c", NAME, "RUNNING")]
+    assert disks(sandbox) == [("us-east1-c", NAME)]
+
+
+def test_project_wide_gpu_quota_stops_everything(sandbox, place_playbook):
+    sandbox.enable_compute()
+    sandbox.add_fault("quota_exceeded", region="us-central1", metric="GPUS_ALL_REGIONS", count=1)
+    sandbox.clear_requests()
+    result = run_playbook(place_playbook, sandbox, extra_vars={"gce_vm_candidate_zones": CANDIDATES})
+    assert result.rc != 0, result
+    assert len(inserts(sandbox)) == 1
+    text = flat(result)
+    assert "Project-wide quota GPUS_ALL_REGIONS" in text and "playbooks/quota_request.yml" in text, result
+    assert instances(sandbox) == [] and disks(sandbox) == []
+
+
+def test_every_zone_out_of_stock_fails_with_the_story_and_leaves_nothing(sandbox, place_playbook):
+    sandbox.enable_compute()
+    for zone in CANDIDATES[:2]:
+        sandbox.add_fault("zone_exhausted", zone=zone, with_details=True, count=1)
+    result = run_playbook(place_playbook, sandbox, extra_vars={"gce_vm_candidate_zones": CANDIDATES[:2]})
+    assert result.rc != 0, result
+    text = flat(result)
+    assert "No candidate zone could take jupyter-gpu; nothing was left behind" in text, result
+    assert "us-central1-a: exhausted (ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS)" in text, result
+    assert instances(sandbox) == [] and disks(sandbox) == []
+
+
+def test_candidate_regions_expand_to_zones_offering_the_gpu(sandbox, place_playbook):
+    sandbox.enable_compute()
+    # us-east1-b offers no T4: it must never be tried.
+    for zone in ("us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"):
+        sandbox.add_fault("zone_exhausted", zone=zone, count=1)
+    sandbox.clear_requests()
+    result = run_playbook(place_playbook, sandbox, extra_vars={"gce_vm_candidate_regions": ["us-central1", "us-east1"]})
+    assert result.rc == 0, result
+    tried = [r["path"].split("/")[6] for r in inserts(sandbox)]
+    assert tried[:4] == ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
+    assert tried[4] == "us-east1-c" and "us-east1-b" not in tried
+    assert instances(sandbox) == [("us-east1-c", NAME, "RUNNING")]
+
+
+def test_preempted_spot_vm_is_started_by_the_rerun(sandbox, place_playbook):
+    sandbox.enable_compute()
+    spot = {"gce_vm_provisioning_model": "SPOT"}
+    first = run_playbook(place_playbook, sandbox, extra_vars=spot)
+    assert first.rc == 0, first
+    vm = sandbox.api("GET", f"/compute/v1/projects/{sandbox.project}/zones/us-central1-a/instances/{NAME}")
+    assert vm["scheduling"]["provisioningModel"] == "SPOT"
+    assert vm["scheduling"]["instanceTerminationAction"] == "STOP"
+    assert vm["scheduling"]["onHostMaintenance"] == "TERMINATE"
+    assert "spot: ~$0.24/hour" in flat(first), first
+
+    sandbox.preempt("us-central1-a", NAME)
+    assert instances(sandbox) == [("us-central1-a", NAME, "TERMINATED")]
+    sandbox.clear_requests()
+    second = run_playbook(place_playbook, sandbox, extra_vars=spot)
+    assert second.rc == 0, second
+    assert [r["method_id"] for r in sandbox.requests(mutating=True)] == ["compute.instances.start"]
+    assert instances(sandbox) == [("us-central1-a", NAME, "RUNNING")]
+
+    sandbox.clear_requests()
+    third = run_playbook(place_playbook, sandbox, extra_vars=spot)
+    assert third.rc == 0, third
+    assert sandbox.requests(mutating=True) == []
+    assert len(sandbox.requests()) == 1  # preflight's lookup: the VM exists as wanted
