@@ -12,7 +12,6 @@ source is noted next to it; other texts follow GCE's "Invalid value for field" p
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import os
 import re
@@ -39,6 +38,19 @@ def now_rfc3339() -> str:
 
 def new_fingerprint() -> str:
     return base64.b64encode(os.urandom(8)).decode()
+
+
+def same_fingerprint(given: Any, current: str) -> bool:
+    """Fingerprints are proto `bytes`: JSON clients may send standard or URL-safe base64
+    (gcloud's apitools sends URL-safe); compare the decoded bytes as GCE does."""
+    if not isinstance(given, str) or not given:
+        return False
+    try:
+        def decode(v: str) -> bytes:
+            return base64.urlsafe_b64decode(v.replace("+", "-").replace("/", "_") + "=" * (-len(v) % 4))
+        return decode(given) == decode(current)
+    except (ValueError, TypeError):
+        return False
 
 
 def public(resource: Any) -> Any:
@@ -564,7 +576,7 @@ class Compute:
     def h_projects__setCommonInstanceMetadata(self, p, q, body):
         meta = self.state.setdefault("common_metadata", {"kind": "compute#metadata",
                                                          "fingerprint": new_fingerprint(), "items": []})
-        if body.get("fingerprint") != meta["fingerprint"]:
+        if not same_fingerprint(body.get("fingerprint"), meta["fingerprint"]):
             raise fingerprint_mismatch()
         meta["items"] = body.get("items", [])
         meta["fingerprint"] = new_fingerprint()
@@ -1262,7 +1274,7 @@ class Compute:
 
     def h_instances__setMetadata(self, p, q, body):
         inst = self.get_instance(p["zone"], p["instance"])
-        if body.get("fingerprint") != inst["metadata"]["fingerprint"]:
+        if not same_fingerprint(body.get("fingerprint"), inst["metadata"]["fingerprint"]):
             raise fingerprint_mismatch("metadata")
         keys = [i.get("key") for i in body.get("items") or []]
         if len(keys) != len(set(keys)):
@@ -1274,7 +1286,7 @@ class Compute:
 
     def h_instances__setLabels(self, p, q, body):
         inst = self.get_instance(p["zone"], p["instance"])
-        if body.get("labelFingerprint") != inst["labelFingerprint"]:
+        if not same_fingerprint(body.get("labelFingerprint"), inst["labelFingerprint"]):
             # GCE answers 412 conditionNotMet with "Labels fingerprint either invalid or resource labels have changed"
             raise ApiError(412, "Labels fingerprint either invalid or resource labels have changed",
                            "conditionNotMet")
@@ -1288,7 +1300,7 @@ class Compute:
 
     def h_instances__setTags(self, p, q, body):
         inst = self.get_instance(p["zone"], p["instance"])
-        if body.get("fingerprint") != inst["tags"]["fingerprint"]:
+        if not same_fingerprint(body.get("fingerprint"), inst["tags"]["fingerprint"]):
             raise fingerprint_mismatch("tags")
         for i, tag in enumerate(body.get("items") or []):
             if not NAME_RE.match(tag):
@@ -1395,7 +1407,7 @@ class Compute:
 
     def h_disks__setLabels(self, p, q, body):
         disk = self.get_disk(p["zone"], p["resource"])
-        if body.get("labelFingerprint") != disk["labelFingerprint"]:
+        if not same_fingerprint(body.get("labelFingerprint"), disk["labelFingerprint"]):
             raise ApiError(412, "Labels fingerprint either invalid or resource labels have changed",
                            "conditionNotMet")
         check_labels(body.get("labels"), "labels")

@@ -425,3 +425,17 @@ def test_request_log_marks_mutating(sb):
     assert all(not e["path"].startswith("/_sandbox") for e in entries)
     sb.clear_requests()
     assert sb.requests() == []
+
+
+def test_fingerprint_accepts_url_safe_base64(sb):
+    """gcloud (apitools) sends bytes fields URL-safe encoded; GCE compares the bytes."""
+    create_vm(sb)
+    for _ in range(20):   # find a fingerprint whose two encodings differ
+        fp = sb.api("GET", zpath("instances/vm1"))["labelFingerprint"]
+        if "+" in fp or "/" in fp:
+            break
+        wait_op(sb, sb.api("POST", zpath("instances/vm1/setLabels"), {"labelFingerprint": fp, "labels": {}}))
+    url_safe = fp.replace("+", "-").replace("/", "_")
+    wait_op(sb, sb.api("POST", zpath("instances/vm1/setLabels"), {"labelFingerprint": url_safe,
+                                                                  "labels": {"x": "y"}}))
+    assert sb.api("GET", zpath("instances/vm1"))["labels"] == {"x": "y"}
