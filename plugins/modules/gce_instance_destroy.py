@@ -40,7 +40,7 @@ options:
   labels:
     description: Labels that mark VMs as the project's.
     type: dict
-    default: {managed-by: gpu-jupyter}
+    default: {"managed-by": "gpu-jupyter"}
   timeout:
     description: Seconds to wait for each operation.
     type: int

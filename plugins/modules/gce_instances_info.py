@@ -15,7 +15,7 @@ description:
     (default C(managed-by=gpu-jupyter)), or one VM by I(name) and I(zone).
   - For each VM returns its state, machine type, GPUs, disks, uptime, the SSH tunnel command,
     and, when I(prices) is given, the cost from the project's price table
-    (C(gce_pricing.estimate)): $/hour now, $/month if left running, $/month while stopped.
+    (C(gce_pricing.estimate)), that is $/hour now, $/month if left running and $/month while stopped.
   - Also returns a ready-to-print C(table).
   - Read-only; runs in check mode.
 options:
@@ -28,7 +28,7 @@ options:
   labels:
     description: Labels every listed VM carries (ignored with I(name)).
     type: dict
-    default: {managed-by: gpu-jupyter}
+    default: {"managed-by": "gpu-jupyter"}
   prices:
     description: The price table (roles/gce_preflight/files/prices.yml); no cost figures without it.
     type: dict
