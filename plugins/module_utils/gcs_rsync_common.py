@@ -1,0 +1,284 @@
+# -*- coding: utf-8 -*-
+"""Pure helpers for the gcs_rsync module: gs:// URL checks, include/exclude globs, rsync output.
+
+No Ansible imports, so they are unit-tested directly and shared by the module, the role's
+validation (same regular expression) and the benchmark.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+# What `gs://BUCKET[/PREFIX]` may look like. The role's `assert` uses this same expression
+# (roles/gcs_pull/vars/main.yml, checked equal by a unit test) so a typo fails before any
+# host is touched; `url_problem()` then says precisely what is wrong.
+#  - bucket: 3-63 characters per dot-separated part, 222 in all; lowercase letters, digits,
+#    "-", "_", "."; starts and ends with a letter or digit; not an IP address; no "goog"
+#    prefix and no "google" in it (Cloud Storage bucket naming rules);
+#  - prefix: anything but CR/LF and the wildcard characters rsync would not expand.
+_PART = r"[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?"
+GS_URL_REGEX = (
+    r"^gs://"
+    r"(?!goog)(?![^/]*google)(?![0-9]+\.[0-9]+\.[0-9]+\.[0-9]+(?:/|$))"
+    r"(?=[a-z0-9._-]{3,222}(?:/|$))"
+    + _PART + r"(?:\." + _PART + r")*"
+    + r"(?:/[^\r\n*?\[\]]*)?$"
+)
+_GS_URL_RE = re.compile(GS_URL_REGEX)
+
+
+def url_problem(url):
+    """Why ``url`` is not a usable ``gs://BUCKET[/PREFIX]`` source, or None when it is."""
+    if not isinstance(url, str) or not url:
+        return "is empty; expected gs://BUCKET[/PREFIX]"
+    if not url.startswith("gs://"):
+        return "does not start with gs:// (expected gs://BUCKET[/PREFIX])"
+    bucket, _, prefix = url[5:].partition("/")
+    if not bucket:
+        return "has no bucket name after gs://"
+    if len(bucket) < 3 or len(bucket) > 222:
+        return "has a bucket name of %d characters (3-63, or up to 222 with dots)" % len(bucket)
+    if re.search(r"[^a-z0-9._-]", bucket):
+        return "has a bucket name with characters other than lowercase letters, digits, '-', '_' and '.'"
+    for part in bucket.split("."):
+        if not part or len(part) > 63:
+            return "has a bucket name whose dot-separated parts are empty or longer than 63 characters"
+        if not (part[0].isalnum() and part[-1].isalnum()):
+            return "has a bucket name (or part) that does not start and end with a letter or digit"
+    if re.match(r"^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$", bucket):
+        return "has a bucket name that looks like an IP address"
+    if bucket.startswith("goog") or "google" in bucket:
+        return "has a bucket name that starts with 'goog' or contains 'google'"
+    if re.search(r"[\r\n]", prefix):
+        return "has a line break in its object prefix"
+    if re.search(r"[*?\[\]]", prefix):
+        return "has wildcard characters in its prefix; rsync takes a bucket or prefix, use include/exclude"
+    if len(prefix.encode("utf-8")) > 1024:
+        return "has an object prefix longer than 1024 bytes"
+    if not _GS_URL_RE.match(url):  # pragma: no cover - the checks above are the same rules
+        return "is not a valid gs://BUCKET[/PREFIX] URL"
+    return None
+
+
+def split_url(url):
+    """``gs://bucket/some/prefix/`` -> ``('bucket', 'some/prefix')``."""
+    bucket, _, prefix = url[5:].partition("/")
+    return bucket, prefix.strip("/")
+
+
+# ---------------------------------------------------------------------------------------------
+# include / exclude globs -> the single exclusion regex both tools take (-x / --exclude)
+# ---------------------------------------------------------------------------------------------
+def glob_to_regex(pattern):
+    """Translate a path glob into a regex body (no anchors) over a relative object path.
+
+    ``*`` and ``?`` stay inside one path segment, ``**`` crosses segments (``**/`` may match no
+    directory at all), ``[abc]``/``[!abc]`` are character classes. A pattern without ``/``
+    matches a name at any depth, like .gitignore. A pattern also matches everything below a
+    directory it names, so ``raw`` or ``raw/`` covers ``raw/a/b``.
+    """
+    if not isinstance(pattern, str) or not pattern.strip("/"):
+        raise ValueError("empty pattern")
+    anchored = "/" in pattern.rstrip("/")
+    pat = pattern.strip("/")
+    out = []
+    i, n = 0, len(pat)
+    while i < n:
+        c = pat[i]
+        if c == "*":
+            if pat.startswith("**", i):
+                j = i + 2
+                if pat.startswith("/", j):
+                    out.append("(?:.*/)?")
+                    j += 1
+                else:
+                    out.append(".*")
+                i = j
+                continue
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = i + 1
+            if j < n and pat[j] in "!^":
+                j += 1
+            if j < n and pat[j] == "]":
+                j += 1
+            while j < n and pat[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(re.escape(c))
+            else:
+                body = pat[i + 1:j]
+                negate = body[:1] in ("!", "^")
+                if negate:
+                    body = body[1:]
+                body = body.replace("\\", "\\\\").replace("/", "")
+                out.append("[%s%s]" % ("^/" if negate else "", body) if body else "(?!)")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    body = "".join(out)
+    if not anchored:
+        body = "(?:.*/)?" + body
+    return body + "(?:/.*)?"
+
+
+def exclusion_regex(include=None, exclude=None):
+    """One regex matching the relative paths to leave out, or None to take everything.
+
+    A path is left out when it matches an exclude pattern, or when include patterns are given
+    and it matches none of them. Excluded paths are neither copied nor deleted.
+    """
+    include = [p for p in (include or []) if p]
+    exclude = [p for p in (exclude or []) if p]
+    alternatives = []
+    if exclude:
+        alternatives.append("(?:%s)$" % "|".join(glob_to_regex(p) for p in exclude))
+    if include:
+        alternatives.append("(?!(?:%s)$)" % "|".join(glob_to_regex(p) for p in include))
+    if not alternatives:
+        return None
+    return "^(?:%s)" % "|".join(alternatives)
+
+
+def is_excluded(regex, path):
+    """How both tools apply the regex to a relative path (match from the start)."""
+    return regex is not None and re.match(regex, path) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# rsync output
+# ---------------------------------------------------------------------------------------------
+# gsutil:  "Copying gs://b/p/o..."            gcloud: "Copying gs://b/p/o to file://dest/o"
+#          "Would copy gs://b/p/o to file://d/o"      "Would copy gs://b/p/o#GEN to file://d/o"
+#          "Removing file://d/o"  "Would remove file://d/o"
+_COPY_RE = re.compile(r"^(Copying|Would copy) (gs://.+?)(?:#\d+)?(?:\.\.\.| to file://(.+))$")
+_REMOVE_RE = re.compile(r"^(Removing|Would remove) file://(.+)$")
+
+
+def _relative(object_url, src):
+    bucket, prefix = split_url(src)
+    base = "gs://%s/%s" % (bucket, prefix + "/" if prefix else "")
+    if object_url.startswith(base):
+        return object_url[len(base):]
+    return object_url.rsplit("/", 1)[-1]
+
+
+def _dest_relative(path, dest):
+    dest = dest.rstrip("/") + "/"
+    return path[len(dest):] if path.startswith(dest) else path
+
+
+def parse_rsync_output(text, src, dest):
+    """Files copied and removed, as paths relative to ``dest``, from either tool's output.
+
+    Progress bars are redrawn with carriage returns, so a line can hold several records: split
+    on both CR and LF. Returns ``{'copied': [...], 'deleted': [...]}`` in output order, without
+    duplicates (a retried copy is printed twice).
+    """
+    copied, deleted = [], []
+    seen_c, seen_d = set(), set()
+    for raw in re.split(r"[\r\n]+", text):
+        line = raw.strip()
+        if not line:
+            continue
+        m = _COPY_RE.match(line)
+        if m:
+            rel = _dest_relative(m.group(3), dest) if m.group(3) else _relative(m.group(2), src)
+            if rel not in seen_c:
+                seen_c.add(rel)
+                copied.append(rel)
+            continue
+        m = _REMOVE_RE.match(line)
+        if m:
+            rel = _dest_relative(m.group(2), dest)
+            if rel not in seen_d:
+                seen_d.add(rel)
+                deleted.append(rel)
+    return {"copied": copied, "deleted": deleted}
+
+
+# Error texts of gsutil 5.x and gcloud storage (500+), most specific first.
+_ERRORS = (
+    ("checksum", re.compile(
+        r"doesn't match cloud-supplied digest|does not match destination hash|"
+        r"hash mismatch|HashMismatchException", re.I)),
+    ("missing_bucket", re.compile(
+        r"BucketNotFoundException|bucket does not exist|gs://[^/\s]+ not found: 404|"
+        r"The specified bucket does not exist|NotFoundError: 404 .*bucket", re.I)),
+    ("missing_prefix", re.compile(
+        r"does not name a directory, bucket, or bucket subdir|Did not find existing container at",
+        re.I)),
+    ("permission", re.compile(
+        r"AccessDeniedException|\b40[13]\b.*(?:access|permission|denied|Forbidden|Unauthorized|"
+        r"credentials|Anonymous caller)|does not have storage\.\w+\.\w+ access|"
+        r"Forbidden|PERMISSION_DENIED", re.I)),
+    ("credentials", re.compile(
+        r"You do not currently have an active account|No credentialed accounts|"
+        r"Reauthentication failed|Your credentials are invalid|invalid_grant", re.I)),
+    ("tls", re.compile(r"CERTIFICATE_VERIFY_FAILED|SSLError|certificate verify failed", re.I)),
+    ("connection", re.compile(
+        r"Connection refused|Failed to establish a new connection|Name or service not known|"
+        r"Temporary failure in name resolution|timed out", re.I)),
+)
+
+_EXPLAIN = {
+    "checksum": "a downloaded object did not match its stored checksum (md5/crc32c): the object in "
+                "the bucket may be corrupt, or it was damaged in transit. The partial local copy "
+                "was deleted by the tool; nothing corrupt was kept",
+    "missing_bucket": "the bucket does not exist (or the name is mistyped)",
+    "missing_prefix": "no objects exist under this prefix",
+    "permission": "permission denied: the VM's service account (or the configured credentials) "
+                  "lacks storage.objects.list/get on this bucket - grant it "
+                  "roles/storage.objectViewer and check the VM's access scopes",
+    "credentials": "no usable credentials: on GCE the VM needs a service account with a storage "
+                   "scope; elsewhere run `gcloud auth login` or set an emulator endpoint",
+    "tls": "TLS verification failed talking to the storage endpoint (wrong CA for the endpoint?)",
+    "connection": "the storage endpoint could not be reached",
+}
+
+
+def classify_error(text):
+    """``(kind, explanation)`` for a failed rsync's output, or ``('unknown', None)``."""
+    for kind, pattern in _ERRORS:
+        if pattern.search(text or ""):
+            return kind, _EXPLAIN[kind]
+    return "unknown", None
+
+
+_DETAIL_RE = re.compile(
+    r"ERROR: .*|\b[A-Za-z]+Exception: .*|\S.*doesn't match cloud-supplied digest.*|"
+    r"Source hash .*does not match destination hash.*")
+
+
+def error_lines(text, limit=8):
+    """The tool's own error lines (last ``limit``), for the failure message."""
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text or "") if ln.strip()]
+    found = []
+    for ln in lines:
+        m = _DETAIL_RE.search(ln)
+        if m:
+            found.append(m.group(0).strip())
+    if not found:
+        found = lines[-3:]
+    # keep order, drop repeats
+    seen, out = set(), []
+    for ln in found:
+        if ln not in seen:
+            seen.add(ln)
+            out.append(ln)
+    return out[-limit:]
+
+
+def human_bytes(num):
+    """1536 -> '1.5 KiB' (binary units, as both tools print)."""
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
+        value /= 1024.0
+    return "%d B" % num  # pragma: no cover

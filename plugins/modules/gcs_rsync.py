@@ -1,0 +1,429 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Ansible module: one-way sync of a gs:// prefix to a local directory."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gcs_rsync
+short_description: Pull a gs:// bucket or prefix into a local directory with gcloud storage or gsutil
+description:
+  - Runs C(gcloud storage rsync) (or C(gsutil -m rsync) where gcloud is absent) from a Cloud
+    Storage URL to a local directory and reports what moved.
+  - C(changed) is computed from the tool's own output (its C(Copying)/C(Removing) records), so a
+    second run that copies nothing reports C(ok). Files and bytes copied are returned.
+  - Every download is verified against the object's stored crc32c/md5 (C(check_hashes=always));
+    a mismatch fails the task and the tool deletes the bad local copy.
+  - Local files are never deleted unless I(delete_extraneous=true).
+  - In check mode the tool runs with its dry-run flag and the sizes come from one listing.
+  - The tool's output is appended to I(log_file) as it runs, so a long pull can be followed
+    with C(tail -f).
+options:
+  src:
+    description: Source C(gs://BUCKET[/PREFIX]).
+    type: str
+    required: true
+  dest:
+    description: Destination directory; it must exist.
+    type: path
+    required: true
+  include:
+    description: Globs (relative to I(src)); when given, only matching paths are pulled.
+    type: list
+    elements: str
+    default: []
+  exclude:
+    description: Globs (relative to I(src)) never pulled, and never deleted locally.
+    type: list
+    elements: str
+    default: []
+  delete_extraneous:
+    description: Delete local files under I(dest) that are not in I(src) (and not excluded).
+    type: bool
+    default: false
+  checksum:
+    description:
+      - Compare existing files by checksum rather than by modification time and size. Catches
+        a local copy changed in place at the same size; costs one read of every local file.
+    type: bool
+    default: true
+  tool:
+    description: C(gcloud) or C(gsutil); C(auto) takes gcloud when I(gcloud_path) or PATH has it.
+    type: str
+    choices: [auto, gcloud, gsutil]
+    default: auto
+  gcloud_path:
+    description: Path of gcloud, if not on PATH.
+    type: path
+  gsutil_path:
+    description: Path of gsutil (e.g. in its own virtualenv), if not on PATH.
+    type: path
+  endpoint:
+    description:
+      - Storage JSON API endpoint to use instead of Google's (an emulator), e.g.
+        C(https://10.88.0.1:4443). Credentials are disabled for it. gsutil needs https and a
+        I(boto_config) naming the same host and port.
+    type: str
+  ca_file:
+    description: CA bundle that verifies I(endpoint) (gcloud only; gsutil reads it from I(boto_config)).
+    type: path
+  boto_config:
+    description: Boto config file for gsutil (sets C(BOTO_CONFIG)).
+    type: path
+  processes:
+    description: Worker processes; default the number of CPUs (at most 8).
+    type: int
+  threads:
+    description: Threads per process.
+    type: int
+    default: 8
+  retries:
+    description: Retries of a failed request before giving up (both tools retry with backoff).
+    type: int
+    default: 6
+  log_file:
+    description: File the tool's output is appended to while it runs.
+    type: path
+  owner:
+    description: Owner of the files and directories this run creates.
+    type: str
+  group:
+    description: Group of the files and directories this run creates.
+    type: str
+  list_limit:
+    description: At most this many paths are returned in C(copied)/C(deleted).
+    type: int
+    default: 50
+author:
+  - gpu-jupyter project
+"""
+
+EXAMPLES = r"""
+- name: Pull the training set
+  gcs_rsync:
+    src: gs://my-bucket/datasets/imagenet-mini
+    dest: /home/jupyter/data/imagenet-mini
+    exclude: ["*.tmp"]
+    owner: jupyter
+    group: jupyter
+    log_file: /var/log/gcs_pull/imagenet-mini.log
+"""
+
+RETURN = r"""
+tool:
+  description: The tool that ran.
+  type: str
+  returned: always
+  sample: gcloud
+command:
+  description: The command line that ran.
+  type: list
+  elements: str
+  returned: always
+files_copied:
+  description: Number of files copied (in check mode, that would be copied).
+  type: int
+  returned: always
+bytes_copied:
+  description: Bytes copied (in check mode, that would be copied).
+  type: int
+  returned: always
+files_deleted:
+  description: Local files deleted (only with delete_extraneous).
+  type: int
+  returned: always
+copied:
+  description: The first I(list_limit) copied paths, relative to dest.
+  type: list
+  elements: str
+  returned: always
+deleted:
+  description: The first I(list_limit) deleted paths, relative to dest.
+  type: list
+  elements: str
+  returned: always
+elapsed_s:
+  description: Seconds the tool ran.
+  type: float
+  returned: always
+log_file:
+  description: Where the tool's output went.
+  type: str
+  returned: when log_file was given
+error_kind:
+  description: On failure, what went wrong (checksum, missing_bucket, missing_prefix, permission,
+    credentials, tls, connection, unknown).
+  type: str
+  returned: failure
+"""
+
+import datetime
+import grp
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gcs_rsync_common import (
+    classify_error,
+    error_lines,
+    exclusion_regex,
+    human_bytes,
+    parse_rsync_output,
+    url_problem,
+)
+
+_SDK_DIRS = ["/usr/lib/google-cloud-sdk/bin", "/snap/bin", "/usr/local/bin", "/opt/google-cloud-sdk/bin"]
+
+
+def _resolve_tool(module, p):
+    tool = p["tool"]
+    gcloud = p["gcloud_path"] or module.get_bin_path("gcloud", opt_dirs=_SDK_DIRS)
+    gsutil = p["gsutil_path"] or module.get_bin_path("gsutil", opt_dirs=_SDK_DIRS)
+    if tool == "auto":
+        tool = "gcloud" if gcloud else "gsutil"
+    path = gcloud if tool == "gcloud" else gsutil
+    if not path or not os.access(path, os.X_OK):
+        module.fail_json(msg="gcs_rsync: %s not found (looked on PATH and in %s)" % (tool, ", ".join(_SDK_DIRS)),
+                         error_kind="tool_missing")
+    return tool, path
+
+
+def _build(p, tool, path, regex, dry_run):
+    processes = p["processes"] or min(os.cpu_count() or 1, 8)
+    env = {}
+    if tool == "gcloud":
+        cmd = [path, "storage", "rsync", "--recursive"]
+        if p["checksum"]:
+            cmd.append("--checksums-only")
+        if p["delete_extraneous"]:
+            cmd.append("--delete-unmatched-destination-objects")
+        if dry_run:
+            cmd.append("--dry-run")
+        if regex:
+            cmd.append("--exclude=" + regex)
+        env.update({
+            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+            "CLOUDSDK_STORAGE_PROCESS_COUNT": str(processes),
+            "CLOUDSDK_STORAGE_THREAD_COUNT": str(p["threads"]),
+            "CLOUDSDK_STORAGE_MAX_RETRIES": str(p["retries"]),
+            "CLOUDSDK_STORAGE_CHECK_HASHES": "always",
+        })
+        if p["endpoint"]:
+            env["CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE"] = p["endpoint"].rstrip("/") + "/"
+            env["CLOUDSDK_AUTH_DISABLE_CREDENTIALS"] = "true"
+        if p["ca_file"]:
+            # A machine-wide REQUESTS_CA_BUNDLE would win over gcloud's own CA setting.
+            for var in ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+                env[var] = p["ca_file"]
+    else:
+        cmd = [path, "-m",
+               "-o", "GSUtil:parallel_process_count=%d" % processes,
+               "-o", "GSUtil:parallel_thread_count=%d" % p["threads"],
+               "-o", "GSUtil:check_hashes=always",
+               "-o", "Boto:num_retries=%d" % p["retries"],
+               "-o", "Boto:max_retry_delay=16",
+               "rsync", "-r"]
+        if p["checksum"]:
+            cmd.append("-c")
+        if p["delete_extraneous"]:
+            cmd.append("-d")
+        if dry_run:
+            cmd.append("-n")
+        if regex:
+            cmd += ["-x", regex]
+        if p["boto_config"]:
+            env["BOTO_CONFIG"] = p["boto_config"]
+            # gsutil bundled with the Cloud SDK would otherwise inject gcloud's credentials.
+            env["CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"] = "false"
+    cmd += [p["src"], p["dest"]]
+    return cmd, env
+
+
+def _run(cmd, env, log_file):
+    """Run, appending output to log_file as it arrives; return (rc, output, seconds)."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    # Progress bars are meant for a terminal; PYTHONUNBUFFERED makes records reach the log live.
+    full_env["PYTHONUNBUFFERED"] = "1"
+    log = None
+    if log_file:
+        os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
+        log = open(log_file, "ab", buffering=0)
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        log.write(("\n=== %s %s\n" % (stamp, " ".join(cmd))).encode())
+    chunks = []
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=full_env, cwd="/")
+        while True:
+            data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+            if not data:
+                break
+            chunks.append(data)
+            if log:
+                log.write(data)
+        rc = proc.wait()
+    finally:
+        elapsed = time.monotonic() - start
+        if log:
+            log.write(("=== exit %s after %.1f s\n" % (locals().get("rc", "?"), elapsed)).encode())
+            log.close()
+    return rc, b"".join(chunks).decode("utf-8", "replace"), elapsed
+
+
+_LS_RE = re.compile(r"^\s*(\d+)\s+\S+\s+(gs://.+?)(?:#\d+)?\s*$")
+
+
+def _object_sizes(module, tool, path, p, env):
+    """Sizes of the objects under src (check mode only: dry runs print no sizes)."""
+    src = p["src"].rstrip("/")
+    if tool == "gcloud":
+        cmd = [path, "storage", "ls", "--long", "--recursive", src + "/**"]
+    else:
+        cmd = [path, "ls", "-l", "-r", src + "/**"]
+    full_env = dict(os.environ)
+    full_env.update(env)
+    rc, out, err = module.run_command(cmd, environ_update=env)
+    sizes = {}
+    if rc == 0:
+        for line in out.splitlines():
+            m = _LS_RE.match(line)
+            if m:
+                sizes[m.group(2)[len(src) + 1:]] = int(m.group(1))
+    return sizes
+
+
+def _chown_new(dest, rel_paths, uid, gid):
+    """Give the files this run created, and the directories leading to them, to uid:gid."""
+    done = set()
+    for rel in rel_paths:
+        parts = rel.split("/")
+        for depth in range(1, len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            if sub in done:
+                continue
+            done.add(sub)
+            full = os.path.join(dest, sub)
+            if os.path.lexists(full):
+                os.lchown(full, uid, gid)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            src=dict(type="str", required=True),
+            dest=dict(type="path", required=True),
+            include=dict(type="list", elements="str", default=[]),
+            exclude=dict(type="list", elements="str", default=[]),
+            delete_extraneous=dict(type="bool", default=False),
+            checksum=dict(type="bool", default=True),
+            tool=dict(type="str", choices=["auto", "gcloud", "gsutil"], default="auto"),
+            gcloud_path=dict(type="path"),
+            gsutil_path=dict(type="path"),
+            endpoint=dict(type="str"),
+            ca_file=dict(type="path"),
+            boto_config=dict(type="path"),
+            processes=dict(type="int"),
+            threads=dict(type="int", default=8),
+            retries=dict(type="int", default=6),
+            log_file=dict(type="path"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            list_limit=dict(type="int", default=50),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    problem = url_problem(p["src"])
+    if problem:
+        module.fail_json(msg="gcs_rsync: src %r %s" % (p["src"], problem), error_kind="bad_url")
+    dry_dest = None
+    if module.check_mode and not os.path.exists(p["dest"]):
+        # Check mode on a host where dest is not created yet: compare against an empty directory.
+        dry_dest = tempfile.mkdtemp(prefix="gcs_rsync_check_")
+    elif not os.path.isdir(p["dest"]):
+        module.fail_json(msg="gcs_rsync: dest %s is not a directory" % p["dest"], error_kind="bad_dest")
+    try:
+        regex = exclusion_regex(p["include"], p["exclude"])
+    except ValueError as exc:
+        module.fail_json(msg="gcs_rsync: bad include/exclude pattern: %s" % exc, error_kind="bad_pattern")
+    uid = gid = -1
+    try:
+        if p["owner"]:
+            uid = pwd.getpwnam(p["owner"]).pw_uid
+        if p["group"]:
+            gid = grp.getgrnam(p["group"]).gr_gid
+    except KeyError as exc:
+        module.fail_json(msg="gcs_rsync: unknown owner/group %s" % exc, error_kind="bad_owner")
+
+    tool, path = _resolve_tool(module, p)
+    dry_run = module.check_mode
+    run_params = dict(p, dest=dry_dest) if dry_dest else p
+    cmd, env = _build(run_params, tool, path, regex, dry_run)
+    try:
+        rc, output, elapsed = _run(cmd, env, p["log_file"])
+    finally:
+        if dry_dest:
+            shutil.rmtree(dry_dest, ignore_errors=True)
+    parsed = parse_rsync_output(output, p["src"], run_params["dest"])
+    copied, deleted = parsed["copied"], parsed["deleted"]
+
+    if dry_run:
+        sizes = _object_sizes(module, tool, path, p, env) if copied and rc == 0 else {}
+        nbytes = sum(sizes.get(rel, 0) for rel in copied)
+    else:
+        nbytes = 0
+        for rel in copied:
+            try:
+                nbytes += os.path.getsize(os.path.join(p["dest"], rel))
+            except OSError:
+                pass  # failed copies leave nothing behind; the failure is reported below
+
+    result = dict(
+        changed=bool(copied or deleted),
+        tool=tool,
+        command=cmd,
+        source=p["src"],
+        destination=p["dest"],
+        dry_run=dry_run,
+        files_copied=len(copied),
+        bytes_copied=nbytes,
+        bytes_copied_human=human_bytes(nbytes),
+        files_deleted=len(deleted),
+        copied=copied[: p["list_limit"]],
+        deleted=deleted[: p["list_limit"]],
+        elapsed_s=round(elapsed, 2),
+        mib_per_s=round(nbytes / 1048576.0 / elapsed, 1) if elapsed > 0 and not dry_run else None,
+        rc=rc,
+    )
+    if p["log_file"]:
+        result["log_file"] = p["log_file"]
+
+    if rc != 0:
+        kind, explanation = classify_error(output)
+        details = error_lines(output)
+        msg = "gcs_rsync: pulling %s to %s with %s failed" % (p["src"], p["dest"], tool)
+        if explanation:
+            msg += ": " + explanation
+        msg += ". The tool said: " + " | ".join(details)
+        if p["log_file"]:
+            msg += " (full output: %s)" % p["log_file"]
+        result.pop("changed")
+        module.fail_json(msg=msg, error_kind=kind, changed=bool(copied or deleted), **result)
+
+    if not dry_run and (uid != -1 or gid != -1) and copied:
+        _chown_new(p["dest"], copied, uid, gid)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
