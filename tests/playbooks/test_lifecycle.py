@@ -295,3 +295,40 @@ def test_destroy_keeps_the_firewall_while_another_managed_vm_exists(provisioned,
     assert result.rc == 0, result
     assert exists(sandbox, f"/compute/v1/projects/{sandbox.project}/global/firewalls/gpu-jupyter-allow-ssh")
     assert "still used by labelled-b (us-central1-a)" in result.stdout
+
+
+def add_data_disk_vm(sandbox, name, disk_name):
+    """A managed VM with an existing data disk attached (autoDelete false, as attaching one is)."""
+    project = sandbox.project
+    wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{project}/zones/{ZONE}/disks",
+                                        {"name": disk_name, "sizeGb": "20"}))
+    wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{project}/zones/{ZONE}/instances", {
+        "name": name, "machineType": f"zones/{ZONE}/machineTypes/e2-small",
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+                       "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}},
+                  {"source": f"zones/{ZONE}/disks/{disk_name}", "deviceName": "data"}],
+        "networkInterfaces": [{"network": "global/networks/default"}],
+        "labels": {"managed-by": "gpu-jupyter"}}))
+    wait_status(sandbox, name, ZONE, "RUNNING")
+
+
+def test_destroy_keeps_or_deletes_the_data_disk(sandbox, run_playbook):
+    sandbox.enable_compute()
+    project = sandbox.project
+    disks = f"/compute/v1/projects/{project}/zones/{ZONE}/disks/"
+    add_data_disk_vm(sandbox, "keeper", "keeper-data")
+    add_data_disk_vm(sandbox, "dropper", "dropper-data")
+
+    kept = run_playbook("playbooks/destroy.yml", sandbox,
+                        extra_vars={"gce_vm_name": "keeper", "destroy_confirm": True, "destroy_keep_data_disk": True})
+    assert kept.rc == 0, kept
+    assert not exists(sandbox, disks + "keeper")
+    data = sandbox.api("GET", disks + "keeper-data")
+    assert not data.get("users")  # detached, intact
+    assert "Kept: disks keeper-data" in kept.stdout
+
+    dropped = run_playbook("playbooks/destroy.yml", sandbox,
+                           extra_vars={"gce_vm_name": "dropper", "destroy_confirm": True})
+    assert dropped.rc == 0, dropped
+    assert not exists(sandbox, disks + "dropper") and not exists(sandbox, disks + "dropper-data")
+    assert exists(sandbox, disks + "keeper-data")
