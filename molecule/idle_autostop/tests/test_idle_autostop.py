@@ -77,7 +77,7 @@ def test_running_cell_keeps_the_vm_up(host):
     kernel = host.check_output(
         f"{JUPYTER_PY} /tmp/run_cell.py {JUPYTER} {TOKEN_FILE} start 'import time; time.sleep(600)'")
     host.run_expect([0], f"echo {kernel} > /tmp/kernel-id")
-    host.run_expect([0], "idle-autostop release")  # only the running cell is left
+    host.run_expect([0], "idle-autostop release --all")  # only the running cell is left
     started = time.time()
     time.sleep(PAST_THRESHOLD_S)
     assert podman_state() == "running"
