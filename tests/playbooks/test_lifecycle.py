@@ -332,3 +332,14 @@ def test_destroy_keeps_or_deletes_the_data_disk(sandbox, run_playbook):
     assert dropped.rc == 0, dropped
     assert not exists(sandbox, disks + "dropper") and not exists(sandbox, disks + "dropper-data")
     assert exists(sandbox, disks + "keeper-data")
+
+
+def test_reconfigure_right_after_provisioning_changes_nothing(sandbox, run_playbook):
+    """Same variables, same VM: what provision.yml creates is what reconfigure.yml wants."""
+    provision = run_playbook("playbooks/provision.yml", sandbox)
+    assert provision.rc == 0, provision
+    sandbox.clear_requests()
+    result = run_playbook("playbooks/reconfigure.yml", sandbox)
+    assert result.rc == 0 and result.changed == 0, result
+    assert "VM jupyter-gpu: nothing to change" in result.stdout
+    assert mutating(sandbox) == []
