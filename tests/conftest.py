@@ -38,7 +38,7 @@ class PlaybookResult:
     def failed(self) -> int:
         return self.total("failed") + self.total("unreachable")
 
-    def __str__(self) -> str:  # what pytest shows when an assertion on the result fails
+    def __repr__(self) -> str:  # what pytest shows when an assertion on the result fails
         return f"rc={self.rc} recap={self.recap}\n{self.stdout[-6000:]}"
 
 
@@ -57,7 +57,7 @@ def run_playbook(
     diff: bool = False,
     inventory: str | os.PathLike = "inventories/sandbox",
     tags: str | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str | None] | None = None,
     timeout: int = 600,
 ) -> PlaybookResult:
     """Run ansible-playbook from the repository root, pointed at `sandbox` when given."""
@@ -72,8 +72,11 @@ def run_playbook(
     if sandbox is not None:
         run_env.update(sandbox.env)
         run_env["GCE_SANDBOX_STATE"] = str(sandbox.state_dir)
-    if env:
-        run_env.update(env)
+    for key, value in (env or {}).items():  # None removes a variable
+        if value is None:
+            run_env.pop(key, None)
+        else:
+            run_env[key] = value
     cmd = [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook)]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
