@@ -17,7 +17,7 @@ else
 INVENTORY ?= inventories/sandbox
 endif
 
-.PHONY: up deps test-deps sandbox sandbox-stop down status stop start test test-fast lint bench clean
+.PHONY: up deps test-deps sandbox sandbox-stop down status stop start reconfigure test test-fast lint bench clean
 
 deps:
 	@scripts/bootstrap
@@ -39,7 +39,7 @@ up: sandbox
 endif
 	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml $(PLAYBOOK_ARGS)
 
-status stop start: deps
+status stop start reconfigure: deps
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/$@.yml $(PLAYBOOK_ARGS)
 
 down: deps
