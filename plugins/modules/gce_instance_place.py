@@ -72,7 +72,7 @@ import re  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.gce_client import (  # noqa: E402
-    GceClient, GceApiError, GceError, GceOperationError, auth_argument_spec, resource_name)
+    GceClient, GceApiError, GceError, GceOperationError, GceTimeoutError, auth_argument_spec, resource_name)
 
 EXHAUSTED = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
 GLOBAL_QUOTAS = ("GPUS_ALL_REGIONS", "CPUS_ALL_REGIONS")
@@ -183,6 +183,34 @@ def instance_body(p, client, zone):
     return body
 
 
+def insert_and_wait(client, p, zone):
+    """Insert, then wait on the instance itself until RUNNING (its addresses come with it).
+
+    Polling the instance rather than the operation saves the final GET; the operation is read
+    only when the instance is missing or not running, to learn whether (and why) it failed.
+    """
+    path = client.zone_path(zone, "instances", p["name"])
+    op = client.post(client.zone_path(zone, "instances"), body=instance_body(p, client, zone))
+    deadline = client._clock() + p["timeout"]
+    interval = client.poll_interval
+    while True:
+        if op.get("status") == "DONE" and op.get("error"):
+            raise GceOperationError(op)
+        client._sleep(interval)
+        interval = min(client.poll_interval_cap, interval * 1.5)
+        inst = client.get_or_none(path)
+        if inst is not None and inst.get("status") == "RUNNING":
+            return inst
+        if op.get("status") != "DONE":
+            op = client.get(client.operation_path(op))
+            if op.get("status") == "DONE" and op.get("error"):
+                raise GceOperationError(op)
+        elif inst is None:
+            raise GceError("%s vanished from %s right after its creation succeeded" % (p["name"], zone))
+        if client._clock() > deadline:
+            raise GceTimeoutError(op, p["timeout"])
+
+
 def cleanup_zone(client, p, zone, timeout):
     """Delete what a failed insert may have left in `zone`; returns what was removed."""
     removed = []
@@ -244,8 +272,7 @@ def place(module, client, p, result):
             attempts.append({"zone": zone, "result": "would create"})
             return {"name": p["name"], "zone": zone, "status": "RUNNING", "external_ip": "", "internal_ip": ""}
         try:
-            client.call("POST", client.zone_path(zone, "instances"), body=instance_body(p, client, zone),
-                        timeout=p["timeout"])
+            instance = insert_and_wait(client, p, zone)
         except GceOperationError as exc:
             codes = exc.codes
             message = "; ".join(e.get("message", "") for e in exc.errors)
@@ -291,7 +318,7 @@ def place(module, client, p, result):
         attempts.append({"zone": zone, "result": "created"})
         result["changed"] = True
         result["action"] = "created"
-        return instance_summary(client.get(client.zone_path(zone, "instances", p["name"])))
+        return instance_summary(instance)
     result["api_calls"] = client.request_count
     lines = ["No candidate zone could take %s; nothing was left behind. Tried:" % p["name"]]
     for a in attempts:

@@ -91,6 +91,7 @@ cost: {description: Estimate (hourly, monthly, stopped_monthly, on_demand, spot,
 checks: {description: Names of the checks that passed., type: list, returned: always}
 refusals: {description: Problems found (check, variable, message, details)., type: list, returned: failure}
 api_calls: {description: Compute API requests this module made., type: int, returned: always}
+api_disabled: {description: The Compute API is not enabled in the project; only the local checks ran., type: bool, returned: always}
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -122,6 +123,7 @@ def instance_summary(inst):
         "external_ip": nat_ip,
         "internal_ip": internal_ip,
         "self_link": inst.get("selfLink"),
+        "service_accounts": inst.get("serviceAccounts") or [],
     }
 
 
@@ -321,7 +323,7 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = dict(module.params)
     p["gpu_type"] = p["gpu_type"] or ""
-    result = {"changed": False, "exists": False, "fast_path": False, "checks": [], "api_calls": 0,
+    result = {"changed": False, "exists": False, "fast_path": False, "api_disabled": False, "checks": [], "api_calls": 0,
               "candidate_zones": [], "dropped_zones": []}
 
     refusals = pc.local_refusals(p)
@@ -346,7 +348,16 @@ def main():
                     result["candidate_zones"] = [existing["zone"]]
             if not result["fast_path"]:
                 refusals = api_checks(module, client, p, result)
-        except (GceApiError, GceError) as exc:
+        except GceApiError as exc:
+            result["api_calls"] = client.request_count
+            if exc.status == 403 and exc.reason in ("accessNotConfigured", "SERVICE_DISABLED") and not existing:
+                # A fresh project: the caller enables the Compute API (free) and runs preflight again.
+                result["api_disabled"] = True
+                result["api_message"] = exc.message
+                module.exit_json(**result)
+            module.fail_json(msg="Preflight could not read the project through the Compute API: %s. "
+                                 "Check gcp_project, gcp_auth_kind and the credentials." % exc, **result)
+        except GceError as exc:
             result["api_calls"] = client.request_count
             module.fail_json(msg="Preflight could not read the project through the Compute API: %s. "
                                  "Check gcp_project, gcp_auth_kind and the credentials." % exc, **result)
