@@ -210,18 +210,22 @@ class Compute:
             self._finish(op)
         return op
 
-    def advance(self) -> None:
-        """Finish every operation whose time has come (called before each API request)."""
+    def advance(self) -> bool:
+        """Finish every operation whose time has come (called before each API request).
+        Returns whether anything changed."""
         now = time.time()
+        changed = False
         for op in list(self.operations().values()):
             if op["status"] != "DONE" and op["_ready_at"] <= now:
                 self._finish(op)
+                changed = True
         # Keep the operation table bounded.
         ops = self.operations()
         if len(ops) > 2000:
             for name in sorted(ops, key=lambda n: ops[n]["insertTime"])[:500]:
                 if ops[name]["status"] == "DONE":
                     del ops[name]
+        return changed
 
     def _finish(self, op: dict) -> None:
         if op.get("_error"):

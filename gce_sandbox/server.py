@@ -191,20 +191,23 @@ class Sandbox:
                     with self.lock:
                         result = self._dispatch(api, method, rel, dict(query, _waited=waited)
                                                 if waited else query, body, info)
-                        self.save()
+                        # GETs change nothing unless an operation finished on the way.
+                        if method != "GET" or info.get("dirty") or api != "compute":
+                            self.save()
                     return result + (info,)
                 except RetryAfter as ra:
                     step = min(ra.seconds, 5.0)
                     time.sleep(max(step, 0.01))
                     waited += step
         except ApiError as exc:
-            with self.lock:
-                self.save()
+            if method != "GET" or info.get("dirty"):
+                with self.lock:
+                    self.save()
             return _err(exc) + (info,)
 
     def _dispatch(self, api: str, method: str, rel: str, query: dict, body: Any, info: dict) -> tuple[int, Any]:
-        self.compute.advance()
-        self.serviceusage.advance()
+        if self.compute.advance() | self.serviceusage.advance():
+            info["dirty"] = True
         if api == "compute":
             doc = discovery.compute()
             matched = doc.match(method, rel)
@@ -325,6 +328,8 @@ def _flat_query(qs: str) -> dict:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms.
+    disable_nagle_algorithm = True
     server_version = "gce-sandbox"
     sys_version = ""
     tunnel_host: str | None = None

@@ -138,11 +138,14 @@ class ServiceUsage:
                              "service": self.service(op["service"])}}
         return {"name": name, "metadata": {"@type": "type.googleapis.com/google.protobuf.Empty"}}
 
-    def advance(self) -> None:
+    def advance(self) -> bool:
         """Finish enable/disable operations nobody polled (as the real service does)."""
+        changed = False
         for name, op in list(self.state.get("serviceusage_operations", {}).items()):
-            if time.time() >= op["ready_at"] + 2:
+            if time.time() >= op["ready_at"] + 2 and self.state["services"].get(op["service"]) != op["target"]:
                 self.state["services"][op["service"]] = op["target"]
+                changed = True
+        return changed
 
     # ---- handlers, keyed by the discovery method id -------------------------------------
     def handle(self, method_id: str, params: dict, query: dict, body: dict | None) -> tuple[int, dict]:
