@@ -558,3 +558,48 @@ class _noop:
 
     def __exit__(self, *exc):
         return False
+
+
+def _fake_homes(tmp_path, monkeypatch, names):
+    """Accounts whose homes are under tmp_path (never the host's real homes)."""
+    accounts = []
+    for i, name in enumerate(names):
+        home = tmp_path / name
+        home.mkdir()
+        add_entry(make_trash(home), name + "-old", days_ago=50)
+        accounts.append(pwd.struct_passwd((name, "x", 1000 + i, 0, "", str(home), "/bin/sh")))
+    monkeypatch.setattr(tc.pwd, "getpwall", lambda: accounts)
+    monkeypatch.setattr(tc, "_open_trash_for_home", lambda home, uid: os.open(os.path.join(home, *tc.TRASH_RELATIVE), os.O_RDONLY | os.O_DIRECTORY))
+    return accounts
+
+
+def test_all_users_cleans_homes_and_extra_paths(tmp_path, monkeypatch):
+    _fake_homes(tmp_path, monkeypatch, ["ann", "ben"])
+    extra = make_trash(tmp_path / "data")
+    add_entry(extra, "big", days_ago=50)
+    only_paths = tc.Cleaner(tc.Options(older_than_days=30, paths=[str(extra)])).targets()
+    assert [t[0] for t in only_paths] == [str(extra)]
+    result = tc.Cleaner(tc.Options(older_than_days=30, paths=[str(extra)], all_users=True)).run()
+    assert [t["user"] for t in result["trash_dirs"]] == ["ann", "ben", None]
+    assert result["entries_removed"] == 3
+
+
+def test_main_no_config_ignores_the_config_file(tmp_path, monkeypatch):
+    _fake_homes(tmp_path, monkeypatch, ["ann"])
+    extra = make_trash(tmp_path / "data")
+    add_entry(extra, "big", days_ago=50)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"older_than_days": 1000, "paths": [str(extra)]}))
+    monkeypatch.setattr(tc, "DEFAULT_CONFIG", str(config))
+    # The default config file (older_than_days 1000) would keep everything.
+    rc, out, _ = run_main(["--json", "--dry-run", "--path", str(extra)])
+    assert rc == 0 and json.loads(out)["entries_kept"] == 1
+    rc, out, _ = run_main(["--no-config", "--json", "--dry-run", "--path", str(extra), "--all-users", "--older-than-days", "30"])
+    result = json.loads(out)
+    assert rc == 0 and result["entries_removed"] == 2 and result["entries_kept"] == 0
+    assert run_main(["--no-config", "--config", str(config)])[0] == 2
+
+
+def test_all_users_must_be_a_boolean():
+    with pytest.raises(TypeError):
+        tc.Options(all_users="yes")

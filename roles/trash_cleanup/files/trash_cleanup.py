@@ -455,6 +455,7 @@ class Options:
         list_names: bool = False,
         now: float | None = None,
         orphan_info_grace_s: int = ORPHAN_INFO_GRACE_S,
+        all_users: bool = False,
     ):
         self.older_than_days = int(older_than_days)
         self.users = list(users or [])
@@ -464,6 +465,11 @@ class Options:
         self.list_names = bool(list_names)
         self.now = now
         self.orphan_info_grace_s = int(orphan_info_grace_s)
+        # With explicit paths and no users only those paths are cleaned, unless all_users says
+        # every home too (what a scheduled run wants: homes plus, say, a data disk's Trash).
+        if not isinstance(all_users, bool):
+            raise TypeError("all_users must be true or false")
+        self.all_users = all_users
 
 
 def _max_depth() -> int:
@@ -505,7 +511,7 @@ class Cleaner:
                     accounts.append(pwd.getpwnam(name))
                 except KeyError:
                     self.errors.append("unknown user %s" % printable(name))
-        elif opts.paths:
+        elif opts.paths and not opts.all_users:
             accounts = []
         else:
             accounts = [
@@ -781,10 +787,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trash-cleanup",
         description="Empty entries older than N days from users' ~/.local/share/Trash.",
     )
-    parser.add_argument("--config", help="JSON file with older_than_days, users, paths, min_uid (default %s if present)" % DEFAULT_CONFIG)
+    parser.add_argument("--config", help="JSON file with older_than_days, users, paths, all_users, min_uid (default %s if present)" % DEFAULT_CONFIG)
     parser.add_argument("--older-than-days", type=int, help="remove entries trashed at least this many days ago; 0 removes all")
     parser.add_argument("--user", action="append", dest="users", help="clean this user's trash (repeatable; default: every user with uid >= --min-uid)")
     parser.add_argument("--path", action="append", dest="paths", help="clean this Trash directory too (repeatable)")
+    parser.add_argument("--all-users", action="store_true", default=None, help="clean every user's trash as well as the --path ones (the default when no --path is given)")
+    parser.add_argument("--no-config", action="store_true", help="read no config file: the command line says everything")
     parser.add_argument("--min-uid", type=int, help="lowest uid of the users cleaned by default (default %d)" % DEFAULT_MIN_UID)
     parser.add_argument("--dry-run", action="store_true", help="remove nothing; report what would be freed")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (the summary line goes to stderr)")
@@ -805,7 +813,10 @@ def _write_report(path: str, result: dict) -> None:
 
 def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = _load_config(args.config or DEFAULT_CONFIG, required=bool(args.config))
+    if args.no_config and args.config:
+        print("trash-cleanup: --config and --no-config exclude each other", file=sys.stderr)
+        return 2
+    config = {} if args.no_config else _load_config(args.config or DEFAULT_CONFIG, required=bool(args.config))
 
     def pick(cli, key, default):
         return cli if cli is not None else config.get(key, default)
@@ -816,6 +827,7 @@ def main(argv: list | None = None) -> int:
             users=pick(args.users, "users", []),
             paths=pick(args.paths, "paths", []),
             min_uid=pick(args.min_uid, "min_uid", DEFAULT_MIN_UID),
+            all_users=pick(args.all_users, "all_users", False),
             dry_run=args.dry_run,
             list_names=args.list_names,
         )
