@@ -354,9 +354,9 @@ def main():
                 # A fresh project: the caller enables the Compute API (free) and runs preflight again.
                 result["api_disabled"] = True
                 result["api_message"] = exc.message
-                module.exit_json(**result)
-            module.fail_json(msg="Preflight could not read the project through the Compute API: %s. "
-                                 "Check gcp_project, gcp_auth_kind and the credentials." % exc, **result)
+            else:
+                module.fail_json(msg="Preflight could not read the project through the Compute API: %s. "
+                                     "Check gcp_project, gcp_auth_kind and the credentials." % exc, **result)
         except GceError as exc:
             result["api_calls"] = client.request_count
             module.fail_json(msg="Preflight could not read the project through the Compute API: %s. "
