@@ -115,9 +115,11 @@ def glob_to_regex(pattern):
                 negate = body[:1] in ("!", "^")
                 if negate:
                     body = body[1:]
-                body = body.replace("\\", "\\\\").replace("/", "")
+                body = body.replace("\\", "\\\\").replace("/", "").replace(",", r"\x2c")
                 out.append("[%s%s]" % ("^/" if negate else "", body) if body else "(?!)")
                 i = j
+        elif c == ",":
+            out.append(r"\x2c")  # gcloud splits --exclude values on ","
         else:
             out.append(re.escape(c))
         i += 1
@@ -142,7 +144,9 @@ def exclusion_regex(include=None, exclude=None):
         alternatives.append("(?!(?:%s)$)" % "|".join(glob_to_regex(p) for p in include))
     if not alternatives:
         return None
-    return "^(?:%s)" % "|".join(alternatives)
+    # No leading "^": both tools anchor with re.match, and gcloud reads a value that starts with
+    # "^X^" as a custom list delimiter. No ",": gcloud splits --exclude on commas (escaped above).
+    return "(?:%s)" % "|".join(alternatives)
 
 
 def is_excluded(regex, path):
@@ -155,9 +159,11 @@ def is_excluded(regex, path):
 # ---------------------------------------------------------------------------------------------
 # gsutil:  "Copying gs://b/p/o..."            gcloud: "Copying gs://b/p/o to file://dest/o"
 #          "Would copy gs://b/p/o to file://d/o"      "Would copy gs://b/p/o#GEN to file://d/o"
-#          "Removing file://d/o"  "Would remove file://d/o"
-_COPY_RE = re.compile(r"^(Copying|Would copy) (gs://.+?)(?:#\d+)?(?:\.\.\.| to file://(.+))$")
-_REMOVE_RE = re.compile(r"^(Removing|Would remove) file://(.+)$")
+#          "Removing file://d/o"  (gcloud: "Removing file://d/o...")  "Would remove file://d/o"
+# A record may follow a progress bar on the same line (gsutil pads the bar with spaces and the
+# next record is written after it), so a record starts at the line start or after whitespace.
+_COPY_RE = re.compile(r"(?:^|(?<=\s))(Copying|Would copy) (gs://.+?)(?:#\d+)?(?:\.\.\.| to file://(.+))$")
+_REMOVE_RE = re.compile(r"(?:^|(?<=\s))(Removing|Would remove) file://(.+?)(?:\.\.\.)?$")
 
 
 def _relative(object_url, src):
@@ -186,14 +192,14 @@ def parse_rsync_output(text, src, dest):
         line = raw.strip()
         if not line:
             continue
-        m = _COPY_RE.match(line)
+        m = _COPY_RE.search(line)
         if m:
             rel = _dest_relative(m.group(3), dest) if m.group(3) else _relative(m.group(2), src)
             if rel not in seen_c:
                 seen_c.add(rel)
                 copied.append(rel)
             continue
-        m = _REMOVE_RE.match(line)
+        m = _REMOVE_RE.search(line)
         if m:
             rel = _dest_relative(m.group(2), dest)
             if rel not in seen_d:
