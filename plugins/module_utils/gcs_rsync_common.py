@@ -160,10 +160,11 @@ def is_excluded(regex, path):
 # gsutil:  "Copying gs://b/p/o..."            gcloud: "Copying gs://b/p/o to file://dest/o"
 #          "Would copy gs://b/p/o to file://d/o"      "Would copy gs://b/p/o#GEN to file://d/o"
 #          "Removing file://d/o"  (gcloud: "Removing file://d/o...")  "Would remove file://d/o"
-# A record may follow a progress bar on the same line (gsutil pads the bar with spaces and the
-# next record is written after it), so a record starts at the line start or after whitespace.
-_COPY_RE = re.compile(r"(?:^|(?<=\s))(Copying|Would copy) (gs://.+?)(?:#\d+)?(?:\.\.\.| to file://(.+))$")
-_REMOVE_RE = re.compile(r"(?:^|(?<=\s))(Removing|Would remove) file://(.+?)(?:\.\.\.)?$")
+# A record may follow progress output on the same line: gsutil pads its bar with spaces, gcloud
+# prints a "." per finished chunk with no line break. So a record starts at the line start or
+# after whitespace or a dot.
+_COPY_RE = re.compile(r"(?:^|(?<=[\s.]))(Copying|Would copy) (gs://.+?)(?:#\d+)?(?:\.\.\.| to file://(.+))$")
+_REMOVE_RE = re.compile(r"(?:^|(?<=[\s.]))(Removing|Would remove) file://(.+?)(?:\.\.\.)?$")
 
 
 def _relative(object_url, src):

@@ -63,6 +63,7 @@ RETURN = r"""
 instance: {description: name, zone, status, external_ip, internal_ip, machine_type, provisioning_model, self_link., type: dict, returned: success}
 zone: {description: Zone the VM is in., type: str, returned: success}
 attempts: {description: Every zone tried, with the outcome (created, exhausted, quota, skipped) and GCE's message., type: list, returned: always}
+attempt_lines: {description: The same as one readable line per zone., type: list, returned: always}
 action: {description: created, started or none., type: str, returned: always}
 api_calls: {description: Compute API requests made., type: int, returned: always}
 """
@@ -321,12 +322,28 @@ def place(module, client, p, result):
         return instance_summary(instance)
     result["api_calls"] = client.request_count
     lines = ["No candidate zone could take %s; nothing was left behind. Tried:" % p["name"]]
-    for a in attempts:
-        lines.append("- %s: %s%s" % (a["zone"], a["result"], (" (%s)" % (a.get("code") or a.get("reason")))
-                                     if a.get("code") or a.get("reason") else ""))
+    result["attempt_lines"] = [attempt_line(a) for a in attempts]
+    lines.extend("- " + line for line in result["attempt_lines"])
     lines.append("Add zones to gce_vm_candidate_zones (or regions to gce_vm_candidate_regions), try spot "
                  "(gce_vm_provisioning_model: SPOT), or retry later.")
     module.fail_json(msg="\n".join(lines), **result)
+
+
+def attempt_line(a):
+    """One line a person reads: where, what happened, why."""
+    words = {"created": "created", "would create": "would be created (check mode)", "exists": "already there",
+             "exhausted": "out of capacity", "quota": "out of quota", "skipped": "skipped", "failed": "failed"}
+    line = "%s: %s" % (a["zone"], words.get(a["result"], a["result"]))
+    why = []
+    if a.get("code"):
+        why.append(a["code"] + ((" " + a["metric"]) if a.get("metric") else ""))
+    if a["result"] == "skipped" and a.get("reason"):
+        why.append(a["reason"])
+    if a.get("zones_available"):
+        why.append("GCE suggested " + ", ".join(a["zones_available"]))
+    if a.get("cleaned_up"):
+        why.append("removed " + ", ".join(a["cleaned_up"]))
+    return line + (" (%s)" % "; ".join(why) if why else "")
 
 
 def main():
@@ -374,6 +391,7 @@ def main():
         module.fail_json(msg="Compute API error while placing %s: %s" % (p["name"], exc), **result)
     result["instance"] = instance
     result["zone"] = instance.get("zone")
+    result["attempt_lines"] = [attempt_line(a) for a in result["attempts"]]
     result["api_calls"] = client.request_count
     module.exit_json(**result)
 

@@ -68,7 +68,9 @@ options:
         I(boto_config) naming the same host and port.
     type: str
   ca_file:
-    description: CA bundle that verifies I(endpoint) (gcloud only; gsutil reads it from I(boto_config)).
+    description:
+      - CA bundle that verifies I(endpoint). gsutil reads it from I(boto_config); it is also
+        handed to the Cloud SDK's gsutil wrapper, which would otherwise override the boto file.
     type: path
   boto_config:
     description: Boto config file for gsutil (sets C(BOTO_CONFIG)).
@@ -243,6 +245,9 @@ def _build(p, tool, path, regex, dry_run):
             env["BOTO_CONFIG"] = p["boto_config"]
             # gsutil bundled with the Cloud SDK would otherwise inject gcloud's credentials.
             env["CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"] = "false"
+        if p["ca_file"]:
+            # The Cloud SDK's gsutil wrapper passes gcloud's CA over the boto file's.
+            env["CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"] = p["ca_file"]
     cmd += [p["src"], p["dest"]]
     return cmd, env
 

@@ -293,8 +293,11 @@ class FakeGcs:
         env = dict(os.environ)
         env["BOTO_CONFIG"] = str(boto)
         env.pop("BOTO_PATH", None)
-        # gsutil from the Cloud SDK would otherwise pick up gcloud's credentials.
+        # gsutil from the Cloud SDK would otherwise pick up gcloud's credentials, and its wrapper
+        # passes gcloud's CA setting (or the machine bundle) over the boto file's.
         env["CLOUDSDK_CORE_PASS_CREDENTIALS_TO_GSUTIL"] = "false"
+        for var in ("CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "REQUESTS_CA_BUNDLE"):
+            env[var] = str(self.ca_file)
         return env
 
     def gcloud_env(self, config_dir: Path | str | None = None) -> dict[str, str]:

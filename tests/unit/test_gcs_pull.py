@@ -164,6 +164,12 @@ def test_parse_gsutil_carriage_return_records():
     assert g.parse_rsync_output(text, "gs://bkt/data/", "d")["copied"] == ["x.bin"]
 
 
+def test_parse_gcloud_records_after_progress_dots():
+    # gcloud prints a "." per finished chunk; the next record follows on the same line.
+    text = "Copying gs://b/d/a.bin to file:///x/a.bin\n..Copying gs://b/d/c.bin to file:///x/c.bin\n.Removing file:///x/z...\n"
+    assert g.parse_rsync_output(text, "gs://b/d", "/x") == {"copied": ["a.bin", "c.bin"], "deleted": ["z"]}
+
+
 def test_parse_gcloud_and_dry_run():
     assert g.parse_rsync_output(GCLOUD_OUT, "gs://bkt/data", "/srv/d") == {
         "copied": ["f1.bin", "sub/big.bin"], "deleted": ["extra"]}
