@@ -3,9 +3,8 @@ and project-wide, nothing left behind, a preempted spot VM started again."""
 
 import pytest
 
-from conftest import REPO, run_playbook
+from conftest import run_playbook
 
-PROJECT_VARS = [REPO / "group_vars" / "all" / "vm.yml", REPO / "group_vars" / "all" / "preflight.yml"]
 NAME = "jupyter-gpu"
 
 
@@ -14,39 +13,9 @@ def flat(result):
 
 
 @pytest.fixture(scope="module")
-def place_playbook(tmp_path_factory):
-    """Preflight, then placement with failover, as gce_vm runs them."""
-    path = tmp_path_factory.mktemp("failover") / "place.yml"
-    path.write_text("""
-- name: Place
-  hosts: localhost
-  gather_facts: false
-  environment: "{{ gcp_environment | default({}) }}"
-  vars_files: [%s]
-  tasks:
-    - name: Preflight
-      ansible.builtin.include_role: {name: gce_preflight}
-    - name: Place the VM
-      gce_instance_place:
-        project: "{{ gcp_project }}"
-        auth_kind: "{{ gcp_auth_kind }}"
-        access_token: "{{ gcp_access_token }}"
-        name: "{{ gce_vm_name }}"
-        zones: "{{ gce_preflight_result.candidate_zones }}"
-        existing: "{{ gce_preflight_result.instance | default({}) }}"
-        machine_type: "{{ gce_vm_machine_type }}"
-        gpu_type: "{{ gce_vm_gpu_type }}"
-        gpu_count: "{{ gce_vm_gpu_count }}"
-        source_image: "{{ gce_preflight_result.image.self_link | default('projects/' ~ gce_vm_image_project ~ '/global/images/family/' ~ gce_vm_image_family) }}"
-        disk_size_gb: "{{ gce_vm_disk_size_gb }}"
-        labels: "{{ gce_vm_labels | combine({'managed-by': 'gpu-jupyter'}) }}"
-        provisioning_model: "{{ gce_vm_provisioning_model | default('STANDARD') }}"
-      register: place
-    - name: Show the attempts
-      ansible.builtin.debug:
-        msg: "{{ place.attempts | map(attribute='zone') | zip(place.attempts | map(attribute='result')) | map('join', ': ') | list }}"
-""" % ", ".join(str(p) for p in PROJECT_VARS))
-    return path
+def place_playbook():
+    """The real entry point: validate, preflight, firewall, placement."""
+    return "playbooks/provision.yml"
 
 
 def instances(sb):
@@ -76,11 +45,15 @@ def test_two_stockouts_then_the_hinted_zone(sandbox, place_playbook):
     sandbox.add_fault("zone_exhausted", zone="us-central1-b", with_details=True,
                       zones_available=["us-central1-f"], count=1)
     sandbox.clear_requests()
-    result = run_playbook(place_playbook, sandbox, extra_vars={"gce_vm_candidate_zones": CANDIDATES})
+    result = run_playbook("site.yml", sandbox, extra_vars={"gce_vm_candidate_zones": CANDIDATES})
     assert result.rc == 0, result
     # a and b were out of stock; b's hint named f, tried before c.
     assert [r["path"].split("/")[6] for r in inserts(sandbox)] == ["us-central1-a", "us-central1-b", "us-central1-f"]
-    assert "us-central1-a: exhausted" in flat(result) and "us-central1-f: created" in flat(result), result
+    # The summary says where the VM is, which zones failed first and why.
+    text = flat(result)
+    assert "VM jupyter-gpu in us-central1-f" in text, result
+    assert ("Zones us-central1-a: out of capacity (ZONE_RESOURCE_POOL_EXHAUSTED); us-central1-b: out of capacity "
+            "(ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS; GCE suggested us-central1-f); then us-central1-f: created") in text, result
     # Exactly one VM and its one disk, nothing in the failed zones.
     assert instances(sandbox) == [("us-central1-f", NAME, "RUNNING")]
     assert disks(sandbox) == [("us-central1-f", NAME)]
@@ -94,7 +67,7 @@ def test_regional_quota_skips_the_region(sandbox, place_playbook):
         "gce_vm_candidate_zones": ["us-central1-a", "us-central1-b", "us-east1-c"]})
     assert result.rc == 0, result
     assert [r["path"].split("/")[6] for r in inserts(sandbox)] == ["us-central1-a", "us-east1-c"]
-    assert "us-central1-b: skipped" in flat(result), result
+    assert "us-central1-b: skipped (region us-central1 is out of quota (NVIDIA_T4_GPUS limit" in flat(result), result
     assert instances(sandbox) == [("us-east1-c", NAME, "RUNNING")]
     assert disks(sandbox) == [("us-east1-c", NAME)]
 
@@ -119,7 +92,7 @@ def test_every_zone_out_of_stock_fails_with_the_story_and_leaves_nothing(sandbox
     assert result.rc != 0, result
     text = flat(result)
     assert "No candidate zone could take jupyter-gpu; nothing was left behind" in text, result
-    assert "us-central1-a: exhausted (ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS)" in text, result
+    assert "- us-central1-a: out of capacity (ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS)" in text, result
     assert instances(sandbox) == [] and disks(sandbox) == []
 
 
@@ -160,4 +133,5 @@ def test_preempted_spot_vm_is_started_by_the_rerun(sandbox, place_playbook):
     third = run_playbook(place_playbook, sandbox, extra_vars=spot)
     assert third.rc == 0, third
     assert sandbox.requests(mutating=True) == []
-    assert len(sandbox.requests()) == 1  # preflight's lookup: the VM exists as wanted
+    # Preflight's lookup (the VM exists as wanted: no other check) and the firewall's read.
+    assert [r["method_id"] for r in sandbox.requests()] == ["compute.instances.aggregatedList", "compute.firewalls.get"]
