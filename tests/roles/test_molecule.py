@@ -8,11 +8,13 @@ artifacts/molecule/<name>.log; a failure shows its tail. Needs podman and the te
     pytest -m molecule                      # all scenarios
     pytest -m molecule -k jupyter           # one
     pytest -m "not molecule"                # everything else, fast
+    MOLECULE_DISTRO=debian13 pytest -m molecule   # on the trixie image instead of bookworm
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,11 +42,19 @@ def _load(path: Path) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def expand(text: str) -> str:
+    """Molecule's `${VAR}` / `${VAR:-default}` interpolation, enough for image names."""
+    def sub(match: re.Match) -> str:
+        var, _, default = match.group(1).partition(":-")
+        return os.environ.get(var) or default
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?)\}", sub, text)
+
+
 def scenario_images(name: str) -> list[str]:
     """Images the scenario's platforms use (its own list replaces the shared one)."""
     own = _load(REPO / "molecule" / name / "molecule.yml").get("platforms")
     platforms = own if own is not None else _load(BASE_CONFIG).get("platforms", [])
-    return sorted({p["image"] for p in platforms if p.get("image")})
+    return sorted({expand(p["image"]) for p in platforms if p.get("image")})
 
 
 def molecule_env() -> dict[str, str]:
@@ -115,6 +125,14 @@ def test_molecule_scenario(scenario):
             f"molecule test -s {scenario} {what} (full log: {log.relative_to(REPO)})\n{tail}",
             pytrace=False,
         )
+
+
+def test_base_config_images_follow_molecule_distro(monkeypatch):
+    monkeypatch.delenv("MOLECULE_DISTRO", raising=False)
+    base = _load(BASE_CONFIG)["platforms"][0]["image"]
+    assert expand(base) == "localhost/gpu-jupyter-test:debian12"
+    monkeypatch.setenv("MOLECULE_DISTRO", "debian13")
+    assert expand(base) == "localhost/gpu-jupyter-test:debian13"
 
 
 def test_every_scenario_has_a_converge_playbook():
