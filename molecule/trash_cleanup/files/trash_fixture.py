@@ -2,7 +2,8 @@
 """Hostile trash fixture for the trash_cleanup scenario. Runs INSIDE the test container only.
 
     trash_fixture.py seed       users, hostile trash directories, and targets outside them;
-                                saves a snapshot of everything outside the trash to MANIFEST
+                                saves a snapshot of everything outside the trash to MANIFEST;
+                                starts a stand-in jupyter.service and saves its InvocationID
     trash_fixture.py reseed     a fresh batch of old, recent and hostile entries (verify)
     trash_fixture.py snapshot   print the snapshot of everything outside the trash (JSON)
 
@@ -21,6 +22,15 @@ import time
 import urllib.parse
 
 MANIFEST = "/var/lib/trash-fixture/outside.json"
+JUPYTER_INVOCATION = "/var/lib/trash-fixture/jupyter-invocation"
+# Stands in for the jupyter role's unit: the role must restart it when its drop-in changes.
+JUPYTER_UNIT = """[Unit]
+Description=Stand-in for the Jupyter server (trash_cleanup scenario)
+[Service]
+ExecStart=/bin/sleep infinity
+[Install]
+WantedBy=multi-user.target
+"""
 OLD = "2020-01-02T03:04:05"  # far older than any threshold
 USERS = {"alice": 1001, "bob": 1002, "carol": 1003, "dave": 1004}
 SCRATCH_TRASH = "/srv/scratch/Trash"  # trash_cleanup_paths in converge.yml
@@ -206,7 +216,16 @@ def seed() -> None:
     os.symlink("/srv/outside/keep-me.txt", os.path.join(SCRATCH_TRASH, "files", "keep-link"))
     info(SCRATCH_TRASH, "keep-link", OLD, 0)
 
+    with open("/etc/systemd/system/jupyter.service", "w") as handle:
+        handle.write(JUPYTER_UNIT)
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    subprocess.run(["systemctl", "enable", "--now", "--quiet", "jupyter.service"], check=True)
+    invocation = subprocess.run(["systemctl", "show", "--property=InvocationID", "--value", "jupyter.service"],
+                                check=True, capture_output=True, text=True).stdout.strip()
     os.makedirs(os.path.dirname(MANIFEST), exist_ok=True)
+    with open(JUPYTER_INVOCATION, "w") as handle:
+        handle.write(invocation)
+    # Last: its presence tells prepare that the fixture is complete.
     with open(MANIFEST, "w") as handle:
         json.dump(snapshot(), handle, indent=1, sort_keys=True)
 
