@@ -19,7 +19,8 @@ import time
 
 import pytest
 
-CONTAINER = "trash_cleanup-debian12"
+# The platform name of .config/molecule/config.yml.
+CONTAINER = "trash_cleanup-" + os.environ.get("MOLECULE_DISTRO", "debian12")
 FIXTURE = "/usr/local/bin/trash-fixture"
 MANIFEST = "/var/lib/trash-fixture/outside.json"
 ALICE = "/home/alice/.local/share/Trash"
