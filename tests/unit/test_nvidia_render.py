@@ -169,13 +169,6 @@ def test_ubuntu_2404_cuda_repo_source(mirror):
         tasks["Repository | Enable Debian's non-free components"].get("skipped")
 
 
-def test_ubuntu_2204_cuda_repo_slug(mirror):
-    url, _ = mirror
-    tasks = run_role(UBUNTU_2204, "nvidia_driver_repo", nvidia_driver_cuda_repo_url=url)
-    text = rendered(tasks["Repository | Add NVIDIA's CUDA repository"])
-    assert f"URIs: {url}/ubuntu2204/x86_64/" in text
-
-
 def test_ubuntu_distro_packages_and_no_extra_source():
     tasks = run_role(UBUNTU_2404, "nvidia_driver_install", nvidia_driver_source="distro", nvidia_driver_cuda_toolkit=True)
     # Ubuntu's driver is in "restricted", already enabled: no source is written.
@@ -188,17 +181,12 @@ def test_ubuntu_distro_packages_and_no_extra_source():
     assert "would be installed from distro" in note
 
 
-def test_ubuntu_distro_branch_follows_the_variable():
-    tasks = run_role(UBUNTU_2204, "nvidia_driver_install", nvidia_driver_source="distro", nvidia_driver_branch="535")
-    note = tasks["Packages | Say what check mode cannot show"]["msg"]
-    assert "nvidia-driver-535-server" in note and "nvidia-utils-535-server" in note
-
-
 def test_cuda_repo_packages_follow_branch_and_toolkit(mirror):
     url, _ = mirror
-    tasks = run_role(UBUNTU_2404, "nvidia_driver_install", nvidia_driver_cuda_repo_url=url,
+    tasks = run_role(UBUNTU_2204, "nvidia_driver_install", nvidia_driver_cuda_repo_url=url,
                      nvidia_driver_branch="570", nvidia_driver_cuda_toolkit=True,
                      nvidia_driver_cuda_toolkit_version="12-8")
+    assert f"URIs: {url}/ubuntu2204/x86_64/" in rendered(tasks["Repository | Add NVIDIA's CUDA repository"])
     note = tasks["Packages | Say what check mode cannot show"]["msg"]
     assert "cuda-drivers-570" in note and "cuda-toolkit-12-8" in note
     assert "would be installed from cuda_repo" in note
@@ -234,3 +222,26 @@ def test_distro_branch_not_in_debian_fails_fast():
     )
     assert proc.returncode != 0
     assert "nvidia_driver_branch=570 is not available from nvidia_driver_source=distro" in proc.stdout
+
+
+def test_detect_playbook_on_a_machine_without_gpu():
+    """The standalone detection/verification entry point, as documented, on this GPU-less machine."""
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCALHOST_WARNING="false",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", "localhost,", "-c", "local", "--check", "--tags", "nvidia_driver_verify",
+         "-e", json.dumps({"ansible_python_interpreter": TARGET_PYTHON}),
+         "roles/nvidia_driver/tests/detect.yml"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    out = json.loads(proc.stdout[proc.stdout.index("{"):])
+    names = [t["task"]["name"].split(" : ", 1)[-1] for p in out["plays"] for t in p["tasks"]]
+    # Only detection and verification ran: nothing was installed, held or configured.
+    assert not [n for n in names if n.split(" | ")[0] in ("Repository", "Packages", "Configure", "Hold", "Reboot")]
+    report = [t["hosts"]["localhost"] for p in out["plays"] for t in p["tasks"]
+              if t["task"]["name"].endswith("Verify | Report the result")][0]
+    assert report["msg"].startswith("No NVIDIA GPU on the PCI bus")
+    assert "\n" not in report["msg"]
+    assert "driver verification skipped" in report["msg"]

@@ -2,7 +2,7 @@
 
 import json
 
-DRIVER_PACKAGES = ["nvidia-driver", "nvidia-smi", "nvidia-persistenced", "nvidia-kernel-dkms", "dkms"]
+DRIVER_PACKAGES = ["nvidia-driver", "libcuda1", "nvidia-smi", "nvidia-persistenced", "nvidia-kernel-dkms", "dkms"]
 
 
 def test_driver_packages_installed_from_non_free(host):
@@ -29,6 +29,14 @@ def test_non_free_source_is_deb822_and_signed(host):
 def test_driver_packages_are_held(host):
     held = set(host.check_output("apt-mark showhold").split())
     assert {"nvidia-driver", "nvidia-smi", "nvidia-persistenced", "nvidia-kernel-dkms"} <= held
+    # The whole family, so a library upgrade cannot outrun the loaded module.
+    assert {"libcuda1", "nvidia-kernel-support", "firmware-nvidia-gsp", "nvidia-driver-libs"} <= held
+    assert not {"dkms", "nvidia-cuda-toolkit"} & held
+    installed_family = [
+        p for p in host.check_output("dpkg-query -W -f='${Package}\\n' 'libnvidia*' 'nvidia-*'").split()
+        if host.package(p).is_installed
+    ]
+    assert set(installed_family) <= held, set(installed_family) - held
     # The container runs its host's kernel: no kernel package exists to hold, and none is invented.
     kernel = host.check_output("uname -r")
     assert f"linux-image-{kernel}" not in held
@@ -71,5 +79,6 @@ def test_fact_file_says_no_gpu_plainly(host):
     assert facts["nvidia_smi"]["state"] == "no_driver"
     assert facts["nvidia_smi"]["rc"] == 9
     assert facts["message"].startswith("No NVIDIA GPU on the PCI bus (a container): driver verification skipped.")
+    assert "\n" not in facts["message"]
     assert "exit 9" in facts["message"]
     assert "nvidia-driver" in facts["held"]
