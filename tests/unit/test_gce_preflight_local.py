@@ -138,3 +138,43 @@ def test_quota_metric_parsing():
            "errorDetails": [{"quotaInfo": {"metricName": "compute.googleapis.com/cpus",
                                            "dimensions": {"region": "us-east1"}, "limit": 24}}]}
     assert place.quota_metric(err) == ("CPUS", False, 24)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+def _typed(key):
+    """What AnsibleModule's argument spec lets through for each option: its type, any content."""
+    value = GOOD[key]
+    if isinstance(value, bool):
+        return st.booleans()
+    if isinstance(value, int):
+        return st.integers(-1000, 100000)
+    if isinstance(value, list):
+        return st.lists(st.one_of(st.text(max_size=20), st.from_regex(r"[0-9.]{1,15}/[0-9]{1,2}", fullmatch=True)),
+                        max_size=3)
+    if isinstance(value, dict):
+        return st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3)
+    return st.one_of(st.text(max_size=40), st.none())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(sorted(GOOD)), max_size=4, unique=True).flatmap(
+    lambda keys: st.fixed_dictionaries({k: _typed(k) for k in keys})))
+def test_any_garbage_is_refused_cleanly_never_crashes(change):
+    refusals = pc.local_refusals(dict(GOOD, **change))
+    for refusal in refusals:
+        assert refusal.message.startswith(refusal.variable + ":")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.ip_addresses(v=4), st.integers(min_value=1, max_value=32))
+def test_cidrs_with_host_bits_get_the_network_suggested(address, prefix):
+    import ipaddress
+    cidr = "%s/%d" % (address, prefix)
+    refusals = pc.local_refusals(dict(GOOD, ssh_source_ranges=[cidr]))
+    network = ipaddress.ip_network(cidr, strict=False)
+    if str(network) == cidr:
+        assert refusals == []
+    else:
+        assert any("Did you mean %s?" % network in r.message for r in refusals)

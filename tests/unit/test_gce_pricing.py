@@ -104,3 +104,31 @@ def test_budget_refusal(prices):
     msg = gce_pricing.budget_refusal(cost, 200)
     assert "407.85" in msg and "gce_budget_monthly_usd = 200.00" in msg
     assert "spot" in msg and "144.66" in msg
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    vcpus=st.integers(min_value=1, max_value=96),
+    gpus=st.sampled_from([0, 1, 2, 4]),
+    disk=st.integers(min_value=10, max_value=65536),
+    disk_type=st.sampled_from(["pd-standard", "pd-balanced", "pd-ssd"]),
+    zone=st.sampled_from(["us-central1-a", "us-east1-c", "europe-west4-b", "asia-east1-a"]),
+    static_ip=st.booleans(),
+)
+def test_estimate_invariants(vcpus, gpus, disk, disk_type, zone, static_ip):
+    with open(PRICE_FILE, encoding="utf-8") as handle:
+        table = yaml.safe_load(handle)
+    cost = gce_pricing.estimate(table, zone, "n1-standard-%d" % vcpus, vcpus, vcpus * 3.75,
+                                "nvidia-tesla-t4" if gpus else None, gpus,
+                                disks=[{"type": disk_type, "size_gb": disk}], static_ip=static_ip)
+    # Spot never costs more than on-demand; stopping never costs more than running.
+    assert cost["spot"]["monthly"] <= cost["on_demand"]["monthly"]
+    assert cost["stopped_monthly"] <= cost["monthly"] + 7.31
+    # A month is 730 hours of the hourly figure (rounding aside).
+    assert abs(cost["hourly"] * 730 - cost["monthly"]) < 0.05 + cost["stopped_monthly"] * 0 + 0.0001 * 730
+    # The stopped cost is the disk (and a static address), nothing that runs.
+    per_gib = table["regions"].get(cost["priced_region"])["disks_gib_month"][disk_type]
+    assert cost["stopped_monthly"] == pytest.approx(per_gib * disk + (7.30 if static_ip else 0), abs=0.01)
