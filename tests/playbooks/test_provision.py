@@ -70,6 +70,7 @@ def test_service_account_key_auth_goes_through_the_token_endpoint(sandbox):
     result = run_playbook(
         "playbooks/provision.yml", sandbox,
         extra_vars={"gcp_auth_kind": "serviceaccount", "gcp_service_account_file": str(sandbox.service_account_file)},
+        env={"GCP_ACCESS_TOKEN": None, "GCP_AUTH_KIND": None},
     )
     assert result.rc == 0, result
     hosts = {r["host"] for r in sandbox.requests()}
