@@ -8,7 +8,8 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 SANDBOX_STATE ?= .sandbox
-PYTEST_ARGS ?=
+# Parallel workers: the Molecule scenarios and sandbox playbooks spend most of their time waiting.
+PYTEST_ARGS ?= -n 3 --dist worksteal
 PLAYBOOK_ARGS ?=
 
 ifdef GCP_PROJECT
