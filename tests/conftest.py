@@ -105,3 +105,8 @@ def sandbox(tmp_path_factory):
 @pytest.fixture(name="run_playbook")
 def run_playbook_fixture():
     return run_playbook
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the long Molecule scenarios first, so parallel workers fill the rest in around them."""
+    items.sort(key=lambda item: item.get_closest_marker("molecule") is None)
