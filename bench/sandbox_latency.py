@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Print how fast the GCE sandbox answers: plain HTTP vs through its HTTPS proxy.
 
     .venv/bin/python bench/sandbox_latency.py [N]
