@@ -78,23 +78,29 @@ def test_service_account_key_auth_goes_through_the_token_endpoint(sandbox):
     assert instance(sandbox)["status"] == "RUNNING"
 
 
+# The VM's own settings (name, zone, GPUs, SSH ranges, budget...) are refused by preflight:
+# tests/playbooks/test_preflight.py holds that table. These are the checks before it.
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
-        ({"gce_vm_name": "My_VM"}, "gce_vm_name 'My_VM' must be lowercase"),
-        ({"gce_vm_zone": "uscentral1"}, "gce_vm_zone 'uscentral1' must look like us-central1-a"),
-        ({"gce_vm_gpu_count": -1}, "gce_vm_gpu_count (-1) must be 0 or more"),
-        ({"gce_vm_ssh_source_ranges": ["0.0.0.0/0"]}, "0.0.0.0/0 opens SSH to the whole internet"),
-        ({"gce_vm_ssh_source_ranges": ["10.0.0.0/33"]}, "must be a non-empty list of IPv4 CIDRs"),
-        ({"gcp_project": "Bad Project"}, "gcp_project must be a project ID"),
+        ({"gcp_project": "Bad Project"}, "gcp_project: 'Bad Project' is not a Google Cloud project ID"),
+        ({"gcp_auth_kind": "oauth"}, "gcp_auth_kind must be application, serviceaccount"),
+        ({"gcp_auth_kind": "serviceaccount", "gcp_service_account_file": ""}, "(with gcp_service_account_file"),
     ],
-    ids=["name", "zone", "gpu-count", "public-ssh", "bad-cidr", "project"],
+    ids=["project", "auth-kind", "key-file-missing"],
 )
-def test_bad_input_is_refused_before_any_api_call(sandbox, extra_vars, message):
+def test_bad_connection_settings_are_refused_before_any_api_call(sandbox, extra_vars, message):
     result = run_playbook("site.yml", sandbox, extra_vars=extra_vars)
     assert result.rc != 0, result
     assert message in " ".join(result.stdout.split()), result
     assert sandbox.requests() == []
+
+
+def test_a_sandbox_that_is_not_running_is_named(tmp_path):
+    result = run_playbook("site.yml", env={"GCE_SANDBOX_STATE": str(tmp_path)})
+    assert result.rc != 0, result
+    assert "The local GCE sandbox is not running" in result.stdout, result
+    assert "make sandbox" in result.stdout, result
 
 
 def test_every_entry_point_sees_group_vars():
