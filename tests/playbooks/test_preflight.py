@@ -41,7 +41,7 @@ BAD_INPUTS = [
     ({"gce_vm_machine_type": "e2-standard-8"}, ["gce_vm_machine_type", "only N1"], True),
     ({"gce_vm_gpu_type": "nvidia-l4"}, ["gce_vm_gpu_type", "g2-standard-4"], True),
     ({"gce_vm_gpu_type": "tesla-t4"}, ["gce_vm_gpu_type", "nvidia-tesla-t4"], True),
-    ({"gce_vm_disk_size_gb": 5}, ["gce_vm_disk_size_gb", "at least 10"], True),
+    ({"gce_vm_disk_size_gb": 5}, ["gce_vm_disk_size_gb", "between 10 and 65536"], True),
     ({"gce_vm_disk_type": "ssd"}, ["gce_vm_disk_type", "pd-balanced"], True),
     ({"gce_vm_labels": {"Team": "ds"}}, ["gce_vm_labels", "label key"], True),
     ({"gce_vm_labels": {"owner": "Jane Doe"}}, ["gce_vm_labels", "jane-doe"], True),
