@@ -18,7 +18,7 @@ else
 INVENTORY ?= inventories/sandbox
 endif
 
-.PHONY: up deps test-deps sandbox sandbox-stop down status stop start reconfigure test test-fast lint bench clean
+.PHONY: up deps test-deps sandbox-deps sandbox sandbox-stop down status stop start reconfigure test test-fast lint bench clean
 
 deps:
 	@scripts/bootstrap
@@ -26,10 +26,15 @@ deps:
 test-deps:
 	@scripts/bootstrap --tests
 
-# Start the local Compute Engine sandbox (no-op when it is already running).
-sandbox: deps
-	@$(BIN)/python -m gce_sandbox start --state-dir $(SANDBOX_STATE)
+sandbox-deps:
+	@scripts/bootstrap --sandbox
 
+# Start the local Compute Engine sandbox (no-op when it is already running). Its VMs are podman
+# containers with systemd and sshd, so `make up` configures them as it would a real VM.
+sandbox: sandbox-deps
+	@$(BIN)/python -m gce_sandbox start --state-dir $(SANDBOX_STATE) --vms podman
+
+# Stops the sandbox; its VMs' containers stop too and boot again with the next `make sandbox`.
 sandbox-stop:
 	@if [[ -x $(BIN)/python ]]; then $(BIN)/python -m gce_sandbox stop --state-dir $(SANDBOX_STATE); fi
 
@@ -59,5 +64,7 @@ lint: deps
 bench: test-deps
 	@for b in bench/*; do [[ -x $$b ]] && { echo "== $$b"; PATH=$(CURDIR)/$(BIN):$$PATH $$b || exit 1; }; done
 
-clean: sandbox-stop
+# Forgets the sandbox: its server, its VMs' containers and its state.
+clean:
+	@if [[ -x $(BIN)/python ]]; then $(BIN)/python -m gce_sandbox stop --purge --state-dir $(SANDBOX_STATE); fi
 	rm -rf $(SANDBOX_STATE) artifacts

@@ -16,6 +16,10 @@ from pathlib import Path
 
 from .envfiles import DEFAULT_PROJECT
 
+# The checkout this package lives in: `make sandbox` keeps the state in its .sandbox, so the CLI
+# finds the running sandbox from any directory.
+DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / ".sandbox"
+
 
 def _server_info(state_dir: pathlib.Path) -> dict | None:
     try:
@@ -68,11 +72,12 @@ def _offline_state(state_dir: pathlib.Path):
 def cmd_serve(args) -> int:
     from .server import serve
 
-    serve(pathlib.Path(args.state_dir), args.port, args.project)
+    serve(pathlib.Path(args.state_dir), args.port, args.project, args.vms)
     return 0
 
 
-def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, timeout: float = 30) -> dict:
+def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, timeout: float = 60,
+          vms: str | None = None) -> dict:
     state_dir.mkdir(parents=True, exist_ok=True)
     info = running(state_dir)
     if info:
@@ -82,6 +87,8 @@ def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, ti
     cmd = [sys.executable, "-m", "gce_sandbox", "serve", "--state-dir", str(state_dir), "--port", str(port)]
     if project:
         cmd += ["--project", project]
+    if vms:
+        cmd += ["--vms", vms]
     env = dict(os.environ)
     pkg_root = str(pathlib.Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -101,7 +108,7 @@ def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, ti
 
 def cmd_start(args) -> int:
     state_dir = pathlib.Path(args.state_dir).resolve()
-    info = start(state_dir, args.port, args.project)
+    info = start(state_dir, args.port, args.project, vms=args.vms)
     print(f"gce-sandbox running: {info['url']} (pid {info['pid']}, project {info['project']})")
     print(f"client environment: . {state_dir / 'env.sh'}   (also {state_dir / 'env.json'})")
     return 0
@@ -139,7 +146,19 @@ def _alive(pid: int) -> bool:
 def cmd_stop(args) -> int:
     state_dir = pathlib.Path(args.state_dir).resolve()
     print("stopped" if stop(state_dir) else "not running")
+    if args.purge:
+        purge_vms(state_dir)
     return 0
+
+
+def purge_vms(state_dir: pathlib.Path) -> None:
+    """Remove every container this state directory's sandbox started (by its label only)."""
+    import shutil
+
+    from .podman_vms import PodmanBackend
+
+    if shutil.which("podman"):
+        PodmanBackend({}, state_dir).purge()
 
 
 def cmd_status(args) -> int:
@@ -270,18 +289,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name, func, help_text):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("--state-dir", default=os.environ.get("GCE_SANDBOX_STATE_DIR", ".sandbox/gce"),
-                       help="directory holding the sandbox state (default: .sandbox/gce or $GCE_SANDBOX_STATE_DIR)")
+        p.add_argument("--state-dir", default=os.environ.get("GCE_SANDBOX_STATE_DIR", str(DEFAULT_STATE_DIR)),
+                       help="directory holding the sandbox state (default: $GCE_SANDBOX_STATE_DIR, else the "
+                            "checkout's .sandbox, where `make sandbox` keeps it)")
         p.set_defaults(func=func)
         return p
 
+    vms_help = ("what stands behind a VM: none (a record with addresses) or podman (a systemd container "
+                "reached over SSH); default: what the state directory had, else none")
     p = add("serve", cmd_serve, "run in the foreground")
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: a free one)")
     p.add_argument("--project", default=None, help=f"project id (default {DEFAULT_PROJECT})")
+    p.add_argument("--vms", choices=["none", "podman"], default=None, help=vms_help)
     p = add("start", cmd_start, "run in the background and write env.sh / env.json")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--project", default=None)
-    add("stop", cmd_stop, "stop the background server (the pid in server.json only)")
+    p.add_argument("--vms", choices=["none", "podman"], default=None, help=vms_help)
+    p = add("stop", cmd_stop, "stop the background server (the pid in server.json only); its VMs' containers stop")
+    p.add_argument("--purge", action="store_true", help="also remove the containers of its VMs")
     add("status", cmd_status, "is it running, and what does it hold")
     p = add("log", cmd_log, "the API request log")
     p.add_argument("--mutating", action="store_true", help="only requests that change something")

@@ -101,6 +101,10 @@ def check_labels(labels: Any, field: str = "labels") -> None:
 _REF = re.compile(r"^(?:https?://[^/]+/compute/(?:v1|beta|alpha)/)?(?:projects/(?P<project>[^/]+)/)?(?P<rest>.*)$")
 
 
+def metadata_value(inst: dict, key: str) -> str:
+    return next((str(i.get("value", "")) for i in inst.get("metadata", {}).get("items", []) if i.get("key") == key), "")
+
+
 def parse_ref(value: str) -> tuple[str | None, str]:
     """'https://compute.googleapis.com/compute/v1/projects/p/zones/z/x/y' -> ('p', 'zones/z/x/y')."""
     m = _REF.match(value or "")
@@ -584,6 +588,9 @@ class Compute:
             raise fingerprint_mismatch()
         meta["items"] = body.get("items", [])
         meta["fingerprint"] = new_fingerprint()
+        for zone in catalog.ZONES:
+            for inst in self.instances(zone).values():
+                self._metadata_changed(inst)
         op = self.new_operation("compute.projects.setCommonInstanceMetadata", self.link("")[:-1], self.number)
         return self.op_response(op)
 
@@ -1107,8 +1114,30 @@ class Compute:
 
     def h_instances__getSerialPortOutput(self, p, q, body):
         inst = self.get_instance(p["zone"], p["instance"])
-        return 200, {"kind": "compute#serialPortOutput", "contents": f"{inst['name']} (sandbox): no console\n",
-                     "start": "0", "next": "0", "selfLink": inst["selfLink"] + "/serialPort"}
+        console = getattr(self.backend, "console", None)
+        contents = console(public(inst)) if console else f"{inst['name']} (sandbox): no console\n"
+        # `start` is a byte offset into the port's buffer; GCE keeps the last 1 MB.
+        data = contents.encode()
+        start = max(0, min(int(q.get("start") or 0), len(data)))
+        if len(data) - start > 1024 * 1024:
+            start = len(data) - 1024 * 1024
+        return 200, {"kind": "compute#serialPortOutput", "contents": data[start:].decode(errors="replace"),
+                     "start": str(start), "next": str(len(data)), "selfLink": inst["selfLink"] + "/serialPort"}
+
+    def h_instances__getGuestAttributes(self, p, q, body):
+        """Only the `hostkeys/` namespace, which the guest agent fills with the SSH host keys when
+        the instance's metadata has enable-guest-attributes=TRUE (gcloud reads it to pin them)."""
+        inst = self.get_instance(p["zone"], p["instance"])
+        query = q.get("queryPath") or ""
+        items = metadata_value(inst, "enable-guest-attributes").upper() == "TRUE" and \
+            inst["status"] == "RUNNING" and getattr(self.backend, "host_keys", None)
+        items = [i for i in (items(public(inst)) if items else []) if f"{i['namespace']}/".startswith(query)
+                 or f"{i['namespace']}/{i['key']}" == query]
+        if not items:
+            # GCE answers an empty or disabled namespace with 404.
+            raise not_found(self.res_path(f"zones/{p['zone']}/instances/{inst['name']}/guestAttributes/{query}"))
+        return 200, {"kind": "compute#guestAttributes", "queryPath": query, "queryValue": {"items": items},
+                     "selfLink": inst["selfLink"] + "/guestAttributes/" + query}
 
     # ---- instances: lifecycle -------------------------------------------------------------
     def h_instances__delete(self, p, q, body):
@@ -1286,7 +1315,14 @@ class Compute:
         inst["metadata"] = {"kind": "compute#metadata", "fingerprint": new_fingerprint()}
         if body.get("items"):
             inst["metadata"]["items"] = body["items"]
+        self._metadata_changed(inst)
         return self._simple_op(inst, "setMetadata", p["zone"])
+
+    def _metadata_changed(self, inst: dict) -> None:
+        """The guest agent reacts to metadata (ssh-keys): so does a backend that has a guest."""
+        hook = getattr(self.backend, "on_metadata", None)
+        if hook:
+            hook(public(inst))
 
     def h_instances__setLabels(self, p, q, body):
         inst = self.get_instance(p["zone"], p["instance"])

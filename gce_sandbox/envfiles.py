@@ -48,7 +48,28 @@ def ensure_service_account(state_dir: pathlib.Path, project: str) -> dict:
     return info
 
 
-def client_env(state_dir: pathlib.Path, port: int, project: str) -> dict[str, str]:
+def ensure_ssh_key(state_dir: pathlib.Path) -> pathlib.Path:
+    """The operator's SSH key for container VMs, named like the one `gcloud compute ssh` makes
+    (~/.ssh/google_compute_engine): provisioning puts its public half into ssh-keys metadata."""
+    path = state_dir / "ssh" / "google_compute_engine"
+    if path.exists():
+        return path
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private)
+    (path.parent / "google_compute_engine.pub").write_bytes(public + b" gce-sandbox\n")
+    return path
+
+
+def client_env(state_dir: pathlib.Path, port: int, project: str, vms: str = "none") -> dict[str, str]:
     url = f"http://127.0.0.1:{port}"
     bundle = str(state_dir / "ca-bundle.pem")
     return {
@@ -70,11 +91,14 @@ def client_env(state_dir: pathlib.Path, port: int, project: str) -> dict[str, st
         "GCE_SANDBOX_URL": url,
         "GCE_SANDBOX_STATE_DIR": str(state_dir),
         "GCE_SANDBOX_SERVICE_ACCOUNT_FILE": str(state_dir / "service-account.json"),
+        # "podman": every VM is a container the controller reaches over SSH with this key.
+        "GCE_SANDBOX_VMS": vms,
+        **({"GCE_SANDBOX_SSH_KEY": str(state_dir / "ssh" / "google_compute_engine")} if vms == "podman" else {}),
     }
 
 
-def write_client_files(state_dir: pathlib.Path, port: int, project: str) -> dict[str, str]:
-    env = client_env(state_dir, port, project)
+def write_client_files(state_dir: pathlib.Path, port: int, project: str, vms: str = "none") -> dict[str, str]:
+    env = client_env(state_dir, port, project, vms)
     (state_dir / "env.json").write_text(json.dumps(env, indent=1, sort_keys=True) + "\n")
     lines = ["# Client environment for the gce-sandbox at " + env["GCE_SANDBOX_URL"],
              "# Use: . " + shlex.quote(str(state_dir / "env.sh"))]

@@ -25,9 +25,10 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import catalog, cloudquotas, discovery
 from .compute import Compute, Faults, RetryAfter, now_rfc3339, public
-from .envfiles import DEFAULT_PROJECT, STATIC_TOKEN, ensure_service_account, write_client_files
+from .envfiles import DEFAULT_PROJECT, STATIC_TOKEN, ensure_service_account, ensure_ssh_key, write_client_files
 from .errors import ApiError
 from .oauth import TokenEndpoint
+from .podman_vms import PodmanBackend
 from .serviceusage import ServiceUsage
 from .tlsca import CertificateAuthority
 
@@ -74,7 +75,8 @@ def default_firewalls(compute: Compute) -> None:
 class Sandbox:
     """All of the sandbox's state and logic, independent of the HTTP plumbing."""
 
-    def __init__(self, state_dir: pathlib.Path, project: str | None = None, serving: bool = True):
+    def __init__(self, state_dir: pathlib.Path, project: str | None = None, serving: bool = True,
+                 vms: str | None = None):
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_path = self.state_dir / "state.json"
@@ -89,7 +91,14 @@ class Sandbox:
         else:
             self.state = _new_state(project or DEFAULT_PROJECT)
         self.project = self.state["project"]
+        # What stands behind an instance: "none" (a record with addresses) or "podman" (a
+        # container per VM). Kept in the state, so a restart serves the same VMs.
+        self.vms = vms or self.state.get("vm_backend", "none")
+        self.state["vm_backend"] = self.vms
+        self.backend = PodmanBackend(self.state, self.state_dir) if self.vms == "podman" else None
         self.service_account = ensure_service_account(self.state_dir, self.project)
+        if serving and self.vms == "podman":
+            ensure_ssh_key(self.state_dir)
         self._wire()
         if not self.state_path.exists():
             default_firewalls(self.compute)
@@ -102,7 +111,9 @@ class Sandbox:
 
     def _wire(self) -> None:
         self.faults = Faults(self.state)
-        self.compute = Compute(self.state, faults=self.faults)
+        if self.backend is not None:
+            self.backend.state = self.state
+        self.compute = Compute(self.state, backend=self.backend, faults=self.faults)
         self.compute_handlers = self.compute.handlers()
         self.serviceusage = ServiceUsage(self.state)
         self.tokens = TokenEndpoint(self.state, self.service_account)
@@ -115,13 +126,49 @@ class Sandbox:
 
     def reset(self) -> None:
         with self.lock:
+            if self.backend is not None:
+                self.backend.purge()
             self.state.clear()
             self.state.update(_new_state(self.project))
+            self.state["vm_backend"] = self.vms
             self._wire()
             default_firewalls(self.compute)
             self.save()
         with self.log_lock:
             self.log_path.write_text("")
+
+    # ---- container VMs ---------------------------------------------------------------
+    def _running_instances(self) -> list[dict]:
+        return [inst for table in self.state.get("instances", {}).values() for inst in table.values()
+                if inst.get("status") == "RUNNING"]
+
+    def reconcile_vms(self) -> None:
+        """After a restart: every instance the state calls RUNNING gets its container back."""
+        with self.lock:
+            for inst in self.backend.exited(self._running_instances()):
+                external = any(ac for nic in inst["networkInterfaces"] for ac in nic.get("accessConfigs", []))
+                addrs = self.backend.on_start(public(inst), external)
+                nic0 = inst["networkInterfaces"][0]
+                nic0["networkIP"] = addrs.internal_ip or nic0.get("networkIP")
+                for ac in nic0.get("accessConfigs", []):
+                    if addrs.external_ip:
+                        ac["natIP"] = addrs.external_ip
+            self.save()
+
+    def watch_guests(self, stop: threading.Event, interval: float = 2.0) -> None:
+        """A guest that powered itself off (idle auto-stop) is TERMINATED, as on GCE."""
+        while not stop.wait(interval):
+            try:
+                with self.lock:
+                    gone = self.backend.exited(self._running_instances())
+                    for inst in gone:
+                        self.compute._stop_now(inst)
+                        inst["status"] = "TERMINATED"
+                        inst["lastStopTimestamp"] = now_rfc3339()
+                    if gone:
+                        self.save()
+            except Exception as exc:  # noqa: BLE001 - a failed poll must not end the watcher
+                print(f"gce-sandbox: guest watch: {exc}", file=sys.stderr, flush=True)
 
     # ---- request log -----------------------------------------------------------------
     def log(self, entry: dict) -> None:
@@ -574,11 +621,15 @@ class SandboxServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def serve(state_dir: pathlib.Path, port: int = 0, project: str | None = None) -> None:
-    sandbox = Sandbox(state_dir, project)
+def serve(state_dir: pathlib.Path, port: int = 0, project: str | None = None, vms: str | None = None) -> None:
+    sandbox = Sandbox(state_dir, project, vms=vms)
     server = SandboxServer(sandbox, port)
     actual = server.server_address[1]
-    write_client_files(sandbox.state_dir, actual, sandbox.project)
+    write_client_files(sandbox.state_dir, actual, sandbox.project, sandbox.vms)
+    watch_stop = threading.Event()
+    if sandbox.backend is not None:
+        sandbox.reconcile_vms()
+        threading.Thread(target=sandbox.watch_guests, args=(watch_stop,), daemon=True).start()
     info = {"port": actual, "pid": os.getpid(), "project": sandbox.project, "url": f"http://127.0.0.1:{actual}",
             "started": now_rfc3339()}
     (sandbox.state_dir / "server.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -594,7 +645,11 @@ def serve(state_dir: pathlib.Path, port: int = 0, project: str | None = None) ->
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
+        watch_stop.set()
         server.server_close()
+        if sandbox.backend is not None:
+            # The sandbox's "cloud" pauses with it: containers stop, the next start boots them.
+            sandbox.backend.stop_all()
         try:
             current = json.loads((sandbox.state_dir / "server.json").read_text())
             if current.get("pid") == os.getpid():

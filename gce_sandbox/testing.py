@@ -36,9 +36,11 @@ class SandboxError(RuntimeError):
 class SandboxProcess:
     """Starts `python -m gce_sandbox serve` on a free port; stops it (its own pid only) on exit."""
 
-    def __init__(self, state_dir: pathlib.Path, project: str = DEFAULT_PROJECT, startup_timeout: float = 30):
+    def __init__(self, state_dir: pathlib.Path, project: str = DEFAULT_PROJECT, startup_timeout: float = 30,
+                 vms: str = "none"):
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.project = project
+        self.vms = vms   # "podman": every VM is a container, removed again by stop()
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -63,7 +65,7 @@ class SandboxProcess:
         self._log = open(self.state_dir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gce_sandbox", "serve", "--state-dir", str(self.state_dir), "--port", "0",
-             "--project", self.project],
+             "--project", self.project, "--vms", self.vms],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
@@ -101,6 +103,10 @@ class SandboxProcess:
                 self.proc.wait(timeout=5)
         self._log.close()
         self.proc = None
+        if self.vms == "podman":
+            from .cli import purge_vms
+
+            purge_vms(self.state_dir)
 
     # ---- HTTP ----------------------------------------------------------------------------
     def _call(self, method: str, path: str, body: Any = None, headers: dict | None = None) -> tuple[int, Any]:

@@ -20,13 +20,22 @@ description:
   - Read-only; runs in check mode.
 options:
   name:
-    description: Only this VM (needs I(zone)).
+    description:
+      - Only this VM. Without I(zone) it is looked for in every zone (one aggregated list call,
+        filtered by name and I(labels)), so a VM that zone failover put elsewhere is still found.
     type: str
   zone:
-    description: Zone of I(name).
+    description: Zone of I(name), when known (one GET instead of the aggregated list).
     type: str
+  host_keys:
+    description:
+      - Also return each running VM's SSH host keys, read from its guest attributes
+        (C(hostkeys/), published by the guest agent when the VM's metadata has
+        C(enable-guest-attributes=TRUE)); empty until the guest has published them.
+    type: bool
+    default: false
   labels:
-    description: Labels every listed VM carries (ignored with I(name)).
+    description: Labels every listed VM carries (ignored with I(name) and I(zone)).
     type: dict
     default: {"managed-by": "gpu-jupyter"}
   prices:
@@ -69,6 +78,7 @@ instances:
       uptime_seconds: 4210
       cost: {hourly_now: 0.7241, monthly_running: 528.6, monthly_stopped: 10.0}
       tunnel_command: gcloud compute ssh jupyter-gpu --zone us-central1-a --project p --tunnel-through-iap -- -N -L 8080:localhost:8080
+      host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA..."]
 table:
   description: Lines of a fixed-width table of the VMs.
   returned: always
@@ -91,8 +101,11 @@ except ImportError:  # pragma: no cover - the project ships it
 RUNNING_STATES = ("PROVISIONING", "STAGING", "RUNNING")
 
 
-def label_filter(labels):
-    return " AND ".join('labels.%s = "%s"' % (k, v) for k, v in sorted(labels.items()))
+def label_filter(labels, name=None):
+    terms = ['labels.%s = "%s"' % (k, v) for k, v in sorted((labels or {}).items())]
+    if name:
+        terms.insert(0, 'name = "%s"' % name)
+    return " AND ".join(terms) or None
 
 
 def parse_timestamp(value):
@@ -218,10 +231,19 @@ class Lister(object):
 
     def instances(self):
         p = self.params
-        if p.get("name"):
+        if p.get("name") and p.get("zone"):
             inst = self.client.get_or_none(self.client.zone_path(p["zone"], "instances", p["name"]))
             return [inst] if inst else []
-        return self.client.aggregated_list("instances", filter=label_filter(p["labels"]) if p["labels"] else None)
+        return self.client.aggregated_list("instances", filter=label_filter(p["labels"], p.get("name")))
+
+    def host_keys(self, instance):
+        if instance.get("status") != "RUNNING":
+            return []
+        path = self.client.zone_path(resource_name(instance.get("zone")), "instances", instance["name"],
+                                     "getGuestAttributes")
+        found = self.client.get_or_none(path, params={"queryPath": "hostkeys/"}) or {}
+        items = (found.get("queryValue") or {}).get("items") or []
+        return sorted("%s %s" % (i["key"], i["value"]) for i in items if i.get("key") and i.get("value"))
 
     def shape(self, instance):
         machine_type = resource_name(instance.get("machineType"))
@@ -249,8 +271,11 @@ class Lister(object):
                 src = attached.get("source")
                 if src and src not in disks_by_link and self.client.url(src) in disks_by_link:
                     disks_by_link[src] = disks_by_link[self.client.url(src)]
-            vms.append(describe(inst, disks_by_link, self.client.project, self.shape(inst), self.params.get("prices"),
-                                self.now, self.params["tunnel_port"], self.params["tunnel_through_iap"]))
+            vm = describe(inst, disks_by_link, self.client.project, self.shape(inst), self.params.get("prices"),
+                          self.now, self.params["tunnel_port"], self.params["tunnel_through_iap"])
+            if self.params.get("host_keys"):
+                vm["host_keys"] = self.host_keys(inst)
+            vms.append(vm)
         vms.sort(key=lambda v: (v["zone"], v["name"]))
         return vms
 
@@ -264,8 +289,9 @@ def main():
         prices=dict(type="dict"),
         tunnel_port=dict(type="int", default=8080),
         tunnel_through_iap=dict(type="bool", default=True),
+        host_keys=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_together=[["name", "zone"]])
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"zone": "name"})
     client = GceClient.from_module(module)
     try:
         vms = Lister(client, module.params).run()
