@@ -343,3 +343,128 @@ def test_reconfigure_right_after_provisioning_changes_nothing(sandbox, run_playb
     assert result.rc == 0 and result.changed == 0, result
     assert "VM jupyter-gpu: nothing to change" in result.stdout
     assert mutating(sandbox) == []
+
+
+# ---- A VM that zone failover put in another zone than gce_vm_zone ---------------------------
+
+FAILOVER_ZONE = "us-central1-c"
+
+
+def flat(result):
+    """stdout with every run of whitespace made one space (the YAML callback wraps long lines)."""
+    return " ".join(result.stdout.split())
+
+
+def zones_of(sandbox, name):
+    return sorted(zone for zone, table in (sandbox.state().get("instances") or {}).items() if name in table)
+
+
+@pytest.fixture
+def failed_over(sandbox):
+    """The project's VM as provision.yml leaves it when gce_vm_zone (us-central1-a) is out of
+    capacity: created in the next candidate zone, while gce_vm_zone still says us-central1-a."""
+    sandbox.enable_compute()
+    sandbox.add_fault("zone_exhausted", zone=ZONE, count=1)
+    result = run_playbook("playbooks/provision.yml", sandbox,
+                          extra_vars={"gce_vm_candidate_zones": [ZONE, FAILOVER_ZONE]})
+    assert result.rc == 0, result
+    assert zones_of(sandbox, NAME) == [FAILOVER_ZONE]
+    sandbox.clear_requests()
+    return sandbox
+
+
+def test_every_action_finds_the_vm_in_the_zone_failover_chose(failed_over, run_playbook):
+    sandbox = failed_over
+    project = sandbox.project
+
+    status = run_playbook("playbooks/status.yml", sandbox)
+    assert status.rc == 0, status
+    assert status_row(status.stdout, NAME)[1:3] == [FAILOVER_ZONE, "RUNNING"]
+
+    stop = run_playbook("playbooks/stop.yml", sandbox)
+    assert stop.rc == 0 and stop.changed == 1, stop
+    assert instance(sandbox, NAME, FAILOVER_ZONE)["status"] == "TERMINATED"
+    assert f"VM {NAME} ({FAILOVER_ZONE}) is TERMINATED" in flat(stop)
+    assert f"VM {NAME} is in zone {FAILOVER_ZONE}, not {ZONE} (zone failover?)" in flat(stop)
+    assert mutating(sandbox) == ["POST stop"]
+
+    sandbox.clear_requests()
+    start = run_playbook("playbooks/start.yml", sandbox)
+    assert start.rc == 0 and start.changed == 1, start
+    assert instance(sandbox, NAME, FAILOVER_ZONE)["status"] == "RUNNING"
+    assert f"gcloud compute ssh {NAME} --zone {FAILOVER_ZONE}" in start.stdout
+    assert mutating(sandbox) == ["POST start"]
+
+    sandbox.clear_requests()
+    reconfigure = run_playbook("playbooks/reconfigure.yml", sandbox)
+    assert reconfigure.rc == 0 and reconfigure.changed == 0, reconfigure
+    assert f"VM {NAME}: nothing to change" in reconfigure.stdout
+    assert mutating(sandbox) == []
+
+    check = run_playbook("playbooks/destroy.yml", sandbox, check=True)
+    assert check.rc == 0 and check.changed == 1, check
+    assert f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh" in flat(check)
+    assert mutating(sandbox) == []
+
+    done = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
+    assert done.rc == 0 and done.changed == 1, done
+    assert f"Deleted: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh" in flat(done)
+    assert zones_of(sandbox, NAME) == []
+    assert not exists(sandbox, f"/compute/v1/projects/{project}/zones/{FAILOVER_ZONE}/disks/{NAME}")
+    assert not exists(sandbox, f"/compute/v1/projects/{project}/global/firewalls/gpu-jupyter-allow-ssh")
+    listing = sandbox.api("GET", f"/compute/v1/projects/{project}/aggregated/disks")
+    assert not any(scope.get("disks") for scope in listing.get("items", {}).values())
+
+    sandbox.clear_requests()
+    again = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
+    assert again.rc == 0 and again.changed == 0, again
+    assert f"Nothing to delete: no VM named {NAME} in any zone of project {project}" in flat(again)
+    assert mutating(sandbox) == []
+
+
+def test_a_vm_in_no_zone_fails_naming_gce_vm_name(sandbox, run_playbook):
+    sandbox.enable_compute()
+    create_vm(sandbox, "labelled-b", FAILOVER_ZONE, {"managed-by": "gpu-jupyter"})  # not the one asked for
+    sandbox.clear_requests()
+    for playbook in ("stop", "start", "reconfigure"):
+        result = run_playbook(f"playbooks/{playbook}.yml", sandbox)
+        assert result.rc != 0, (playbook, result)
+        text = flat(result)
+        assert (f"VM {NAME} not found in project {sandbox.project}: every zone was searched for a VM of that "
+                "name labelled managed-by=gpu-jupyter") in text, (playbook, result)
+        assert "Set gce_vm_name to the VM's name" in text, (playbook, result)
+    assert mutating(sandbox) == []
+    assert instance(sandbox, "labelled-b", FAILOVER_ZONE)["status"] == "RUNNING"
+
+
+def test_a_same_named_vm_without_the_labels_is_refused(sandbox, run_playbook):
+    """Found by name only, without the project's labels: not the project's VM, and not 'nothing to delete'."""
+    sandbox.enable_compute()
+    create_vm(sandbox, NAME, FAILOVER_ZONE, {"team": "web"})
+    sandbox.clear_requests()
+    for playbook, extra in (("stop", {}), ("destroy", {"destroy_confirm": "yes"})):
+        result = run_playbook(f"playbooks/{playbook}.yml", sandbox, extra_vars=extra)
+        assert result.rc != 0, (playbook, result)
+        assert (f"VM {NAME} exists in project {sandbox.project} (zone {FAILOVER_ZONE}) but lacks the label(s) "
+                "managed-by=gpu-jupyter") in flat(result), (playbook, result)
+    assert mutating(sandbox) == []
+    assert instance(sandbox, NAME, FAILOVER_ZONE)["status"] == "RUNNING"
+
+
+def test_same_named_vms_in_two_zones_need_gce_lifecycle_zone(sandbox, run_playbook):
+    sandbox.enable_compute()
+    create_vm(sandbox, NAME, FAILOVER_ZONE, {"managed-by": "gpu-jupyter"})
+    create_vm(sandbox, NAME, "europe-west4-a", {"managed-by": "gpu-jupyter"})
+    sandbox.clear_requests()
+
+    refused = run_playbook("playbooks/stop.yml", sandbox)
+    assert refused.rc != 0, refused
+    assert (f"VMs named {NAME} are in zones europe-west4-a, {FAILOVER_ZONE} of project {sandbox.project}, "
+            f"and gce_lifecycle_zone ({ZONE}) names none of them") in flat(refused), refused
+    assert mutating(sandbox) == []
+
+    picked = run_playbook("playbooks/stop.yml", sandbox, extra_vars={"gce_lifecycle_zone": FAILOVER_ZONE})
+    assert picked.rc == 0 and picked.changed == 1, picked
+    assert "VMs of the same name left alone: europe-west4-a." in flat(picked)
+    assert instance(sandbox, NAME, FAILOVER_ZONE)["status"] == "TERMINATED"
+    assert instance(sandbox, NAME, "europe-west4-a")["status"] == "RUNNING"

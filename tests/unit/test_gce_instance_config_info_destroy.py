@@ -95,6 +95,14 @@ def test_table_has_every_column_and_the_tunnel():
 def test_label_filter_syntax():
     assert info.label_filter({"managed-by": "gpu-jupyter", "a": "b"}) == \
         'labels.a = "b" AND labels.managed-by = "gpu-jupyter"'
+    # With a name (the lifecycle roles' lookup in every zone): the name first, then the labels.
+    assert info.label_filter({"managed-by": "gpu-jupyter", "a": "b"}, "jupyter-gpu") == \
+        'name = "jupyter-gpu" AND labels.a = "b" AND labels.managed-by = "gpu-jupyter"'
+    # A name alone (any labels), and nothing at all: no filter, every VM.
+    assert info.label_filter({}, "jupyter-gpu") == 'name = "jupyter-gpu"'
+    assert info.label_filter(None, "jupyter-gpu") == 'name = "jupyter-gpu"'
+    assert info.label_filter({}) is None
+    assert info.label_filter(None, None) is None
 
 
 def test_human_duration():
