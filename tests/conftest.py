@@ -108,5 +108,7 @@ def run_playbook_fixture():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Start the long Molecule scenarios first, so parallel workers fill the rest in around them."""
-    items.sort(key=lambda item: item.get_closest_marker("molecule") is None)
+    """Start the long Molecule scenarios and journeys first, so parallel workers fill the rest in
+    around them."""
+    items.sort(key=lambda item: item.get_closest_marker("molecule") is None
+               and item.get_closest_marker("journey") is None)
