@@ -142,7 +142,8 @@ class PodmanBackend:
     def on_create(self, instance: dict, external: bool) -> Addresses:
         name = self.container(instance)
         self._run("rm", "--force", "--time", "0", name, check=False)   # a leftover from a crash
-        self._run("run", "--detach", "--name", name, "--hostname", instance["name"],
+        # --tty gives systemd a console to write the boot to: the VM's serial port 1.
+        self._run("run", "--detach", "--tty", "--name", name, "--hostname", instance["name"],
                   "--label", f"gce-sandbox={self.id}", "--label", f"gce-instance={instance['selfLink']}",
                   "--systemd", "always", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
                   self.image, "/lib/systemd/systemd")

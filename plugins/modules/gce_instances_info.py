@@ -27,6 +27,12 @@ options:
   zone:
     description: Zone of I(name), when known (one GET instead of the aggregated list).
     type: str
+  console_tail:
+    description:
+      - Also return the last this many lines of each VM's serial port 1 (the boot console), with
+        terminal control sequences removed; 0 reads nothing.
+    type: int
+    default: 0
   host_keys:
     description:
       - Also return each running VM's SSH host keys, read from its guest attributes
@@ -79,6 +85,7 @@ instances:
       cost: {hourly_now: 0.7241, monthly_running: 528.6, monthly_stopped: 10.0}
       tunnel_command: gcloud compute ssh jupyter-gpu --zone us-central1-a --project p --tunnel-through-iap -- -N -L 8080:localhost:8080
       host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA..."]
+      console_tail: ["[  OK  ] Started ssh.service - OpenBSD Secure Shell server."]
 table:
   description: Lines of a fixed-width table of the VMs.
   returned: always
@@ -87,6 +94,7 @@ table:
 """
 
 import datetime
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, resource_name
@@ -99,6 +107,16 @@ except ImportError:  # pragma: no cover - the project ships it
     HAS_PRICING = False
 
 RUNNING_STATES = ("PROVISIONING", "STAGING", "RUNNING")
+
+
+# Colour and cursor codes, and what is left of one that the console cut short ("\x1b…").
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b\[?[0-9;]*|\r")
+
+
+def console_lines(contents, count):
+    """The last `count` non-empty lines of a serial console, without terminal control codes."""
+    lines = [ANSI.sub("", line).rstrip() for line in (contents or "").split("\n")]
+    return [line for line in lines if line.strip()][-count:] if count > 0 else []
 
 
 def label_filter(labels, name=None):
@@ -275,6 +293,10 @@ class Lister(object):
                           self.now, self.params["tunnel_port"], self.params["tunnel_through_iap"])
             if self.params.get("host_keys"):
                 vm["host_keys"] = self.host_keys(inst)
+            if self.params.get("console_tail"):
+                port = self.client.get_or_none(self.client.zone_path(vm["zone"], "instances", vm["name"], "serialPort"),
+                                               params={"port": 1}) or {}
+                vm["console_tail"] = console_lines(port.get("contents"), self.params["console_tail"])
             vms.append(vm)
         vms.sort(key=lambda v: (v["zone"], v["name"]))
         return vms
@@ -290,6 +312,7 @@ def main():
         tunnel_port=dict(type="int", default=8080),
         tunnel_through_iap=dict(type="bool", default=True),
         host_keys=dict(type="bool", default=False),
+        console_tail=dict(type="int", default=0),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_by={"zone": "name"})
     client = GceClient.from_module(module)

@@ -47,7 +47,9 @@ def test_direct_ssh_with_the_users_key_and_an_ssh_config_entry(sandbox, tmp_path
 
 def test_iap_opens_ssh_to_iap_only_and_tunnels_through_it(sandbox):
     sandbox.enable_compute()
-    result = run_playbook("site.yml", sandbox)  # the defaults: IAP
+    # The defaults: IAP. The sandbox inventory connects straight to its container VMs
+    # (gce_vm_iap_direct), so ask for what a real project gets.
+    result = run_playbook("site.yml", sandbox, extra_vars={"gce_vm_iap_direct": False})
     assert result.rc == 0, result
     rule = firewall(sandbox)
     assert rule["sourceRanges"] == ["35.235.240.0/20"]
