@@ -54,9 +54,9 @@ down: deps
 test: test-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# Everything but the Molecule scenarios: a couple of minutes.
+# Everything but the Molecule scenarios and the journeys: a couple of minutes.
 test-fast: deps
-	$(BIN)/pytest -m "not molecule" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not molecule and not journey" $(PYTEST_ARGS)
 
 lint: deps
 	$(BIN)/pytest tests/test_lint.py
