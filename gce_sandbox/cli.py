@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .envfiles import DEFAULT_PROJECT
+from .envfiles import ADMIN_TOKEN_HEADER, DEFAULT_PROJECT, read_admin_token
 
 # The checkout this package lives in: `make sandbox` keeps the state in its .sandbox, so the CLI
 # finds the running sandbox from any directory.
@@ -28,10 +28,16 @@ def _server_info(state_dir: pathlib.Path) -> dict | None:
         return None
 
 
-def _admin(port: int, method: str, path: str, body: dict | None = None, timeout: float = 10) -> dict:
+def _admin(port: int, method: str, path: str, body: dict | None = None, timeout: float = 10,
+           state_dir: pathlib.Path | None = None) -> dict:
+    """Call an admin endpoint; all but GET health need the token in state_dir/admin-token."""
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    token = read_admin_token(state_dir) if state_dir is not None else None
+    if token:
+        headers[ADMIN_TOKEN_HEADER] = token
     req = urllib.request.Request(f"http://127.0.0.1:{port}/_sandbox/{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(req, timeout=timeout) as resp:
@@ -167,7 +173,7 @@ def cmd_status(args) -> int:
     if not info:
         print(f"gce-sandbox: not running (state dir {state_dir})")
         return 3
-    state = _admin(info["port"], "GET", "state")
+    state = _admin(info["port"], "GET", "state", state_dir=state_dir)
     print(f"gce-sandbox: running at {info['url']} (pid {info['pid']}), project {state['project']}")
     print("services enabled: " + ", ".join(sorted(k for k, v in state.get("services", {}).items()
                                                    if v == "ENABLED")))
@@ -222,7 +228,7 @@ def cmd_fault(args) -> int:
     if args.fault_cmd == "add":
         params = _fault_params(args)
         if info:
-            fault = _admin(info["port"], "POST", "faults", dict(params, kind=args.kind))
+            fault = _admin(info["port"], "POST", "faults", dict(params, kind=args.kind), state_dir=state_dir)
         else:
             sb = _offline_state(state_dir)
             fault = sb.faults.add(args.kind, params)
@@ -230,14 +236,17 @@ def cmd_fault(args) -> int:
         print(json.dumps(fault))
     elif args.fault_cmd == "clear":
         if info:
-            _admin(info["port"], "DELETE", "faults")
+            _admin(info["port"], "DELETE", "faults", state_dir=state_dir)
         else:
             sb = _offline_state(state_dir)
             sb.faults.clear()
             sb.save()
         print("faults cleared")
     else:
-        faults = _admin(info["port"], "GET", "faults")["faults"] if info else _offline_state(state_dir).faults.all()
+        if info:
+            faults = _admin(info["port"], "GET", "faults", state_dir=state_dir)["faults"]
+        else:
+            faults = _offline_state(state_dir).faults.all()
         print(json.dumps(faults, indent=1))
     return 0
 
@@ -249,7 +258,7 @@ def cmd_quota(args) -> int:
     info = running(state_dir)
     body = {"metric": args.metric, "limit": args.limit, "region": args.region}
     if info:
-        print(json.dumps(_admin(info["port"], "POST", "quotas", body)))
+        print(json.dumps(_admin(info["port"], "POST", "quotas", body, state_dir=state_dir)))
     else:
         sb = _offline_state(state_dir)
         print(json.dumps(set_quota(sb.state, args.metric, args.limit, args.region, sb.lock, sb.save)))
@@ -261,7 +270,8 @@ def cmd_preempt(args) -> int:
     info = running(state_dir)
     if not info:
         raise SystemExit("gce-sandbox: not running")
-    print(json.dumps(_admin(info["port"], "POST", "preempt", {"zone": args.zone, "name": args.name})))
+    print(json.dumps(_admin(info["port"], "POST", "preempt", {"zone": args.zone, "name": args.name},
+                                  state_dir=state_dir)))
     return 0
 
 
@@ -269,7 +279,7 @@ def cmd_reset(args) -> int:
     state_dir = pathlib.Path(args.state_dir).resolve()
     info = running(state_dir)
     if info:
-        _admin(info["port"], "POST", "reset")
+        _admin(info["port"], "POST", "reset", state_dir=state_dir)
     else:
         _offline_state(state_dir).reset()
     print("sandbox state reset")

@@ -3,6 +3,7 @@
   env.sh / env.json       the client environment (proxy, CA bundle, gcloud, google.cloud)
   service-account.json    a real-format service-account key whose RSA key the sandbox made
   gcloud/properties       a gcloud configuration pointed at the sandbox (CLOUDSDK_CONFIG)
+  admin-token             the secret the /_sandbox/ admin endpoints want (mode 0600)
 """
 
 from __future__ import annotations
@@ -10,12 +11,68 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import secrets
 import shlex
+import stat
+import tempfile
 
 DEFAULT_PROJECT = "gpu-jupyter-sandbox"
 # google.cloud marks access_token no_log, so Ansible masks this exact substring in all output:
 # a long, distinctive value keeps that masking from mangling ordinary words.
 STATIC_TOKEN = "sandbox-token-not-a-secret"
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+ADMIN_TOKEN_HEADER = "X-Sandbox-Admin-Token"
+
+
+def read_admin_token(state_dir: pathlib.Path) -> str | None:
+    """The admin token in STATE/admin-token; None if absent or not a regular file of ours.
+
+    Opened with O_NOFOLLOW: a symlink planted there is not read."""
+    path = pathlib.Path(state_dir) / ADMIN_TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "r", encoding="ascii", errors="replace") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        if st.st_mode & 0o077:
+            os.fchmod(fh.fileno(), 0o600)
+        token = fh.read().strip()
+    return token or None
+
+
+def ensure_admin_token(state_dir: pathlib.Path) -> str:
+    """The admin token, made at the first start: 256 random bits in STATE/admin-token (0600).
+
+    Written to a fresh temp file (O_EXCL|O_NOFOLLOW) that is then hard-linked into place, so a
+    concurrent start or a planted symlink never gets a half-written or redirected token."""
+    state_dir = pathlib.Path(state_dir)
+    token = read_admin_token(state_dir)
+    if token:
+        return token
+    path = state_dir / ADMIN_TOKEN_FILE
+    if os.path.lexists(path):
+        raise SystemExit(f"gce-sandbox: {path} is not a regular file of this user holding a token; "
+                         "remove it and start again")
+    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".admin-token-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass        # another start won: use its token
+    finally:
+        os.unlink(tmp)
+    token = read_admin_token(state_dir)
+    if not token:
+        raise SystemExit(f"gce-sandbox: could not read back {path}")
+    return token
 
 
 def ensure_service_account(state_dir: pathlib.Path, project: str) -> dict:

@@ -1,15 +1,18 @@
 """The sandbox server: one TCP port on 127.0.0.1 that serves
 
   * plain HTTP API requests (gcloud with api_endpoint_overrides, tests, curl),
-  * an HTTPS proxy: CONNECT host:443 for *.googleapis.com is answered by terminating TLS
+  * an HTTPS proxy: CONNECT host:443 for the googleapis hosts in SERVED_HOSTS (validated
+    before the name is used for a certificate file) is answered by terminating TLS
     with a certificate from the sandbox CA and serving the requests inside the tunnel with
     the same handler (Host / SNI pick the API); CONNECT anywhere else is refused (403),
-  * admin endpoints under /_sandbox/ (plain HTTP only).
+  * admin endpoints under /_sandbox/ (plain HTTP only; all but GET health need the token in
+    STATE/admin-token, sent as the X-Sandbox-Admin-Token header).
 """
 
 from __future__ import annotations
 
 import copy
+import hmac
 import json
 import os
 import pathlib
@@ -25,12 +28,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import catalog, cloudquotas, discovery
 from .compute import Compute, Faults, RetryAfter, now_rfc3339, public
-from .envfiles import DEFAULT_PROJECT, STATIC_TOKEN, ensure_service_account, ensure_ssh_key, write_client_files
+from .envfiles import (ADMIN_TOKEN_FILE, ADMIN_TOKEN_HEADER, DEFAULT_PROJECT, STATIC_TOKEN, ensure_admin_token,
+                       ensure_service_account, ensure_ssh_key, write_client_files)
 from .errors import ApiError
 from .oauth import TokenEndpoint
 from .podman_vms import PodmanBackend
 from .serviceusage import ServiceUsage
-from .tlsca import CertificateAuthority
+from .tlsca import CertificateAuthority, InvalidHost, check_host
 
 STATE_VERSION = 1
 # Hosts the sandbox answers inside a CONNECT tunnel.
@@ -78,7 +82,7 @@ class Sandbox:
     def __init__(self, state_dir: pathlib.Path, project: str | None = None, serving: bool = True,
                  vms: str | None = None):
         self.state_dir = pathlib.Path(state_dir).resolve()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_path = self.state_dir / "state.json"
         self.log_path = self.state_dir / "requests.jsonl"
         self.lock = threading.RLock()
@@ -103,8 +107,12 @@ class Sandbox:
         if not self.state_path.exists():
             default_firewalls(self.compute)
             self.save()
+        self.admin_token: str | None = None
         if serving:
-            self.ca = CertificateAuthority(self.state_dir)
+            # Keys, tokens and the request log live here: the owner's only.
+            os.chmod(self.state_dir, 0o700)
+            self.admin_token = ensure_admin_token(self.state_dir)
+            self.ca = CertificateAuthority(self.state_dir, SERVED_HOSTS)
             # Compute's discovery document is large: parse it once up front, not on a first request.
             discovery.compute()
             discovery.serviceusage()
@@ -402,16 +410,33 @@ class Handler(BaseHTTPRequestHandler):
     # ---- CONNECT ---------------------------------------------------------------------
     def do_CONNECT(self) -> None:  # noqa: N802
         host, _, port = self.path.rpartition(":")
-        host = host.strip("[]").lower()
-        if self.tunnel_host is not None or port != "443" or not host.endswith(".googleapis.com"):
-            msg = (f"gce-sandbox refuses CONNECT {self.path}: it only serves *.googleapis.com:443 and never "
-                   "tunnels to the outside. Unset HTTPS_PROXY (or add the host to NO_PROXY) for other traffic.\n")
+        host = host.lower()
+        shown = ascii(self.path)[1:-1][:200]
+        if self.tunnel_host is not None:
+            self._send_raw(400, b"gce-sandbox: CONNECT inside a tunnel\n", "text/plain; charset=utf-8", close=True)
+            return
+        try:
+            check_host(host)
+        except InvalidHost:
+            msg = f"gce-sandbox refuses CONNECT {shown}: not a host:port with a valid DNS host name.\n"
+            self._send_raw(400, msg.encode(), "text/plain; charset=utf-8", close=True)
+            return
+        if port != "443" or host not in SERVED_HOSTS:
+            msg = (f"gce-sandbox refuses CONNECT {shown}: it only serves {', '.join(SERVED_HOSTS)} on port 443 "
+                   "and never tunnels to the outside. Unset HTTPS_PROXY (or add the host to NO_PROXY) for "
+                   "other traffic.\n")
             self._send_raw(403, msg.encode(), "text/plain; charset=utf-8", close=True)
+            return
+        try:
+            context = self.sandbox.ca.context_for(host)
+        except (InvalidHost, OSError, ValueError) as exc:
+            self._send_raw(500, f"gce-sandbox: no certificate for {host}: {exc}\n".encode(),
+                           "text/plain; charset=utf-8", close=True)
             return
         self.send_response(200, "Connection Established")
         self.end_headers()
         try:
-            conn = self.sandbox.ca.context_for(host).wrap_socket(self.connection, server_side=True)
+            conn = context.wrap_socket(self.connection, server_side=True)
         except (ssl.SSLError, OSError):
             self.close_connection = True
             return
@@ -519,14 +544,27 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     # ---- admin -----------------------------------------------------------------------
+    def _admin_authorized(self) -> bool:
+        expected = self.sandbox.admin_token
+        given = self.headers.get(ADMIN_TOKEN_HEADER)
+        if not expected or not given:
+            return False
+        return hmac.compare_digest(given.strip().encode(), expected.encode())
+
     def _admin(self, method: str, path: str, query: dict, raw: bytes) -> None:
         sb = self.sandbox
+        route = path[len("/_sandbox/"):].rstrip("/")
+        if not (route == "health" and method == "GET") and not self._admin_authorized():
+            self._send_json(403, {"error": (
+                f"admin endpoint {method} {path} needs the sandbox's admin token in the {ADMIN_TOKEN_HEADER} "
+                f"header; the token is in {sb.state_dir / ADMIN_TOKEN_FILE} (mode 0600, readable by the "
+                "user who runs the sandbox). `python -m gce_sandbox` and gce_sandbox.testing send it.")})
+            return
         try:
             body = json.loads(raw) if raw.strip() else {}
         except json.JSONDecodeError:
             self._send_json(400, {"error": "body must be JSON"})
             return
-        route = path[len("/_sandbox/"):].rstrip("/")
         try:
             if route == "health" and method == "GET":
                 self._send_json(200, {"status": "ok", "project": sb.project, "pid": os.getpid(),

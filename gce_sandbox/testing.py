@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from .envfiles import DEFAULT_PROJECT
+from .envfiles import ADMIN_TOKEN_HEADER, DEFAULT_PROJECT, read_admin_token
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -125,8 +125,15 @@ class SandboxProcess:
             except ValueError:
                 return exc.code, raw.decode(errors="replace")
 
+    @property
+    def admin_token(self) -> str | None:
+        """The secret the admin endpoints want (STATE/admin-token, made by the server at its first start)."""
+        return read_admin_token(self.state_dir)
+
     def _admin(self, method: str, name: str, body: Any = None) -> Any:
-        status, out = self._call(method, "/_sandbox/" + name, body)
+        token = self.admin_token
+        headers = {ADMIN_TOKEN_HEADER: token} if token else {}
+        status, out = self._call(method, "/_sandbox/" + name, body, headers)
         if status >= 400:
             raise SandboxError(status, out)
         return out
