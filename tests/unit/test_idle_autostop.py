@@ -477,13 +477,164 @@ def test_parse_duration_rejects(text):
         ia.parse_duration(text)
 
 
-def test_collect_holds(tmp_path):
-    (tmp_path / "ana").write_text(f"{T0 + 60:.0f}\n")
-    (tmp_path / "bo").write_text("")
-    (tmp_path / ".ana.123.tmp").write_text("1")
-    (tmp_path / "junk").write_text("tomorrow")
-    holds = sorted(ia.collect_holds(str(tmp_path)), key=lambda h: h["user"])
-    assert holds == [{"user": "ana", "until": T0 + 60}, {"user": "bo", "until": None}]
+# ---------------------------------------------------------------------------------------------
+# Holds: identity is the file's owner; the directory is world-writable, so nothing in it is
+# trusted by name, and links are never followed. Everything lives in the test's temp tree.
+# ---------------------------------------------------------------------------------------------
+ME = os.geteuid()
+OTHER = 64_000 if ME != 64_000 else 64_001  # a uid that is not the test's
+
+
+def _hold_dir(tmp_path):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    hold.chmod(0o1777)
+    return hold
+
+
+def _chown_or_skip(path, uid):
+    try:
+        os.chown(path, uid, -1, follow_symlinks=False)
+    except PermissionError:
+        pytest.skip("needs root to give a temp file another owner")
+
+
+def test_collect_holds_identity_is_the_owner_not_the_name(tmp_path):
+    hold = _hold_dir(tmp_path)
+    (hold / "root").write_text(f"{T0 + 60:.0f}\n")   # named after root, made by someone else
+    _chown_or_skip(hold / "root", OTHER)
+    (hold / "mine").write_text("")
+    (hold / ".hold.123.tmp").write_text("1")
+    (hold / "junk").write_text("tomorrow")
+    holds = sorted(ia.collect_holds(str(hold)), key=lambda h: h["until"] or 0)
+    assert holds == [{"user": ia._user_name(ME), "until": None},
+                     {"user": ia._user_name(OTHER), "until": T0 + 60}]
+
+
+def test_squatting_another_users_name_is_not_their_hold(tmp_path):
+    hold = _hold_dir(tmp_path)
+    victim = ia._user_name(ME)
+    (hold / victim).write_text("")       # another user plants a file named after us
+    _chown_or_skip(hold / victim, OTHER)
+    holds = ia.collect_holds(str(hold))
+    assert [h["user"] for h in holds] == [ia._user_name(OTHER)]
+    decision = ia.decide(snap(holds=holds), cfg(), T0, prev_state(T0 - 600))
+    assert f"hold by {victim} " not in decision["summary"]
+    # Our own hold is made beside it, under a fresh name, and theirs is left alone.
+    ia.write_hold(str(hold), None)
+    users = sorted(h["user"] for h in ia.collect_holds(str(hold)))
+    assert users == sorted([victim, ia._user_name(OTHER)])
+    assert (hold / victim).exists() and os.stat(hold / victim).st_uid == OTHER
+
+
+def test_planted_symlink_is_not_followed(tmp_path):
+    hold = _hold_dir(tmp_path)
+    target = tmp_path / "precious"       # inside the temp tree, never a system path
+    target.write_text("keep me\n")
+    (hold / "ana").symlink_to(target)
+    empty = tmp_path / "empty"           # reads as "until released" if it were followed
+    empty.write_text("")
+    (hold / "bo").symlink_to(empty)
+    os.mkfifo(hold / "fifo")             # not regular files either: never opened, never removed
+    (hold / "subdir").mkdir()
+    assert ia.collect_holds(str(hold)) == []   # the link (and its target's owner) is ignored
+    ia.write_hold(str(hold), T0 + 60)
+    assert target.read_text() == "keep me\n"
+    assert [h["until"] for h in ia.collect_holds(str(hold))] == [T0 + 60]
+    # release removes regular files only; the link, and what it points to, stay.
+    dfd = ia.open_hold_dir(str(hold))
+    try:
+        ia.remove_holds(dfd, owner=None)
+    finally:
+        os.close(dfd)
+    assert os.path.islink(hold / "ana") and target.read_text() == "keep me\n"
+    assert sorted(os.listdir(hold)) == ["ana", "bo", "fifo", "subdir"]
+
+
+def test_hard_link_to_another_file_is_not_a_hold(tmp_path):
+    hold = _hold_dir(tmp_path)
+    other = tmp_path / "someone-elses-empty-file"
+    other.write_text("")
+    os.link(other, hold / "h")
+    assert ia.collect_holds(str(hold)) == []
+
+
+def test_create_flags_refuse_a_planted_name(tmp_path):
+    hold = _hold_dir(tmp_path)
+    target = tmp_path / "target"
+    target.write_text("x")
+    os.symlink(target, hold / "planted")
+    dfd = ia.open_hold_dir(str(hold))
+    try:
+        with pytest.raises(FileExistsError):
+            os.open("planted", ia.HOLD_CREATE_FLAGS, 0o644, dir_fd=dfd)
+    finally:
+        os.close(dfd)
+    assert target.read_text() == "x"
+
+
+def test_another_user_cannot_create_or_replace_my_hold(tmp_path):
+    """As another uid (a forked child, through an inherited fd on the temp hold dir)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    hold = _hold_dir(tmp_path)
+    ia.write_hold(str(hold), None)
+    (mine,) = os.listdir(hold)
+    dfd = ia.open_hold_dir(str(hold))
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        results = []
+        try:
+            os.setgroups([])
+            os.setresgid(OTHER, OTHER, OTHER)
+            os.setresuid(OTHER, OTHER, OTHER)
+            for attempt in (lambda: os.unlink(mine, dir_fd=dfd),
+                            lambda: os.open(mine, ia.HOLD_CREATE_FLAGS, 0o644, dir_fd=dfd),
+                            lambda: os.rename("x", mine, src_dir_fd=dfd, dst_dir_fd=dfd)):
+                try:
+                    os.close(os.open("x", ia.HOLD_CREATE_FLAGS, 0o644, dir_fd=dfd)) \
+                        if not results else None
+                    attempt()
+                    results.append("done")
+                except OSError as exc:
+                    results.append(exc.__class__.__name__)
+            ia.remove_holds(dfd, owner=OTHER)
+        finally:
+            os.write(write_end, json.dumps(results).encode())
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    results = json.loads(os.read(read_end, 4096) or b"[]")
+    os.close(read_end)
+    os.close(dfd)
+    assert results == ["PermissionError", "FileExistsError", "PermissionError"]
+    assert os.listdir(hold) == [mine] and os.stat(hold / mine).st_uid == 0
+    assert ia.collect_holds(str(hold)) == [{"user": "root", "until": None}]
+
+
+def test_write_hold_replaces_only_own_hold(tmp_path):
+    hold = _hold_dir(tmp_path)
+    ia.write_hold(str(hold), T0 + 60)
+    ia.write_hold(str(hold), T0 + 120)
+    assert ia.collect_holds(str(hold)) == [{"user": ia._user_name(ME), "until": T0 + 120}]
+    assert len(os.listdir(hold)) == 1
+
+
+def test_unsafe_hold_dir_is_refused(tmp_path):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    hold.chmod(0o777)                    # world-writable without the sticky bit
+    with pytest.raises(PermissionError):
+        ia.write_hold(str(hold), None)
+    (hold / "x").write_text("")
+    assert ia.collect_holds(str(hold)) == []
+    (tmp_path / "sub").mkdir()
+    real = _hold_dir(tmp_path / "sub")
+    link = tmp_path / "hold-link"
+    link.symlink_to(real)                # the directory itself may not be a link
+    with pytest.raises(OSError):
+        ia.write_hold(str(link), None)
 
 
 def test_load_config_reads_ini_and_env(tmp_path):
@@ -541,7 +692,7 @@ def test_collect_jupyter_sends_token_and_does_not_track_activity(http_server, tm
          "connections": 1}]).encode())
     token = tmp_path / "token"
     token.write_text("JUPYTER_TOKEN=t0k\n")
-    result = ia.collect_jupyter(url, str(token), 2.0)
+    result = ia.collect_jupyter(url, str(token), 2.0, **_OWNER_IS_ME)
     assert result["kernels"][0]["execution_state"] == "idle"
     path, headers = handler.seen[0]
     assert path == "/api/kernels?no_track_activity=1"
@@ -551,11 +702,104 @@ def test_collect_jupyter_sends_token_and_does_not_track_activity(http_server, tm
 def test_collect_jupyter_errors(http_server, tmp_path):
     url, handler = http_server
     handler.routes["/api/kernels"] = (403, b'{"message": "Forbidden"}')
-    assert ia.collect_jupyter(url, "", 2.0) == {"error": "HTTP 403"}
-    assert ia.collect_jupyter(url, str(tmp_path / "missing"), 2.0)["error"].startswith("token")
+    assert ia.collect_jupyter(url, "", 2.0, **_OWNER_IS_ME) == {"error": "HTTP 403"}
+    assert ia.collect_jupyter(url, str(tmp_path / "missing"), 2.0,
+                              **_OWNER_IS_ME)["error"].startswith("token")
     # Nothing listening: Jupyter is simply not running.
     assert ia.collect_jupyter("http://127.0.0.1:9", "", 2.0) == {"unreachable": True}
     assert ia.collect_jupyter("", "", 2.0) is None
+
+
+# The test's own server is "the Jupyter service" when the expected user is the test's own uid.
+_OWNER_IS_ME = {"service_user": str(os.geteuid()), "service_unit": ""}
+
+
+def _other_user():
+    import pwd
+    for name in ("nobody", "daemon"):
+        try:
+            if pwd.getpwnam(name).pw_uid != os.geteuid():
+                return name
+        except KeyError:
+            continue
+    return str(OTHER)
+
+
+def test_token_not_sent_to_a_port_held_by_another_uid(http_server, tmp_path):
+    """Jupyter down, someone else on its port: no connection, no token, jupyter unknown."""
+    url, handler = http_server
+    handler.routes["/api/kernels"] = (200, json.dumps([
+        {"id": "k", "execution_state": "busy", "last_activity": "2024-05-01T12:00:00Z"}]).encode())
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    result = ia.collect_jupyter(url, str(token), 2.0, service_user=_other_user(),
+                                service_unit="")
+    assert "unverified" in result and "held by uid" in result["unverified"]
+    assert handler.seen == []            # never connected: the token stayed here
+    decision = ia.decide(snap(jupyter=result), cfg(), T0, prev_state(T0 - 600))
+    assert decision["kind"] == "idle" and "jupyter unknown (port owner not verified" in \
+        decision["summary"]
+
+
+def test_token_sent_when_the_owner_matches(http_server, tmp_path):
+    url, handler = http_server
+    handler.routes["/api/kernels"] = (200, b"[]")
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert ia.collect_jupyter(url, str(token), 2.0, **_OWNER_IS_ME) == {"kernels": []}
+    assert handler.seen[0][1]["Authorization"] == "token s3cret"
+
+
+def test_non_loopback_url_is_never_sent_the_token(http_server):
+    assert "unverified" in ia.collect_jupyter("http://192.0.2.1:8080", "", 0.5, **_OWNER_IS_ME)
+
+
+def _fake_proc(tmp_path, sock_uid, pid_uid, cgroup, address="0100007F", port=8080, inode=4242):
+    proc = tmp_path / "proc"
+    (proc / "net").mkdir(parents=True)
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (proc / "net" / "tcp").write_text(
+        head + f"   0: {address}:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 "
+        f"00000000 {sock_uid:5d}        0 {inode} 1 0000000000000000 100 0 0 10 0\n")
+    (proc / "net" / "tcp6").write_text(head)
+    pid = proc / "777"
+    (pid / "fd").mkdir(parents=True)
+    os.symlink(f"socket:[{inode}]", pid / "fd" / "5")
+    (pid / "status").write_text(f"Name:\tjupyter-lab\nUid:\t{pid_uid}\t{pid_uid}\t{pid_uid}\t{pid_uid}\n")
+    (pid / "cgroup").write_text(f"0::{cgroup}\n")
+    return str(proc)
+
+
+def test_verify_listener_fake_proc(tmp_path):
+    ok = _fake_proc(tmp_path / "a", 1000, 1000, "/system.slice/jupyter.service")
+    assert ia.verify_listener("127.0.0.1", 8080, "1000", "jupyter.service", ok) == ([4242], None)
+    assert ia.verify_listener("127.0.0.1", 8081, "1000", "jupyter.service", ok) == ([], "none")
+    other_uid = _fake_proc(tmp_path / "b", 1001, 1001, "/system.slice/jupyter.service")
+    assert "uid 1001" in ia.verify_listener("127.0.0.1", 8080, "1000", "", other_uid)[1]
+    # Right uid (the notebook's account) but outside the unit: a notebook's own listener.
+    stray = _fake_proc(tmp_path / "c", 1000, 1000, "/user.slice/user-1000.slice/session-3.scope")
+    problem = ia.verify_listener("127.0.0.1", 8080, "1000", "jupyter.service", stray)[1]
+    assert "session-3.scope, not jupyter.service" in problem
+    assert ia.verify_listener("127.0.0.1", 8080, "", "jupyter.service", stray)[1]
+    # The socket was made by the service account, but another uid's process holds it now.
+    passed_on = _fake_proc(tmp_path / "f", 1000, 1001, "/system.slice/jupyter.service")
+    assert "pid 777 of uid [1001]" in ia.verify_listener("127.0.0.1", 8080, "1000", "",
+                                                          passed_on)[1]
+    # A wildcard listener takes 127.0.0.1 connections too, so it is checked as well.
+    wild = _fake_proc(tmp_path / "d", 1001, 1001, "/x.service", address="00000000")
+    assert ia.verify_listener("127.0.0.1", 8080, "1000", "", wild)[1]
+    elsewhere = _fake_proc(tmp_path / "e", 1001, 1001, "/x.service", address="0101A8C0")
+    assert ia.verify_listener("127.0.0.1", 8080, "1000", "", elsewhere) == ([], "none")
+
+
+def test_load_config_refuses_an_unchecked_jupyter(tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("[idle-autostop]\njupyter_service_user =\njupyter_service_unit =\n")
+    with pytest.raises(ValueError):
+        ia.load_config(str(conf), environ={})
+    conf.write_text("[idle-autostop]\njupyter_service_user = ana\njupyter_service_unit = lab.service\n")
+    c = ia.load_config(str(conf), environ={})
+    assert (c["jupyter_service_user"], c["jupyter_service_unit"]) == ("ana", "lab.service")
 
 
 def test_collect_maintenance(http_server):
@@ -588,6 +832,7 @@ def _write_conf(tmp_path, **over):
               "utmp_path": str(tmp_path / "utmp"), "pts_dir": str(tmp_path / "pts")}
     values.update(over)
     (tmp_path / "hold").mkdir(exist_ok=True)
+    (tmp_path / "hold").chmod(0o1777)
     conf = tmp_path / "idle-autostop.conf"
     conf.write_text("[idle-autostop]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
     return str(conf)

@@ -45,3 +45,21 @@ def test_readme_defaults_match():
             expected = str(value)
         assert shown == expected, name
 
+
+
+def test_config_template_keys_are_agent_settings():
+    """Every key the role writes is one the agent reads; the Jupyter owner check is configured."""
+    import importlib.machinery
+    import importlib.util
+
+    agent = ROLE / "files" / "usr" / "local" / "bin" / "idle-autostop"
+    loader = importlib.machinery.SourceFileLoader("idle_autostop_agent_role", str(agent))
+    spec = importlib.util.spec_from_loader("idle_autostop_agent_role", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    template = (ROLE / "templates" / "etc" / "idle-autostop" / "idle-autostop.conf.j2").read_text()
+    keys = re.findall(r"^(\w+) = ", template, re.MULTILINE)
+    assert set(keys) <= set(module.DEFAULTS)
+    assert {"jupyter_service_user", "jupyter_service_unit"} <= set(keys)
+    install = (ROLE / "tasks" / "install.yml").read_text()
+    assert '{ path: "{{ __idle_autostop_hold_dir }}", mode: "1777" }' in install
