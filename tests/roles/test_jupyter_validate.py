@@ -74,3 +74,73 @@ def test_token_is_never_echoed(tmp_path):
     code, out = validate(tmp_path, jupyter_token=secret)
     assert code == 0, out
     assert secret not in out
+
+
+# Every trait the role guards, in the class a user would naturally write it in, and in the aliases
+# traitlets also applies to the server (NotebookApp, LabApp, a parent class of ServerApp).
+GUARDED = [
+    ("ServerApp", "ip", "0.0.0.0"),
+    ("NotebookApp", "ip", "0.0.0.0"),
+    ("LabApp", "ip", "::"),
+    ("Application", "ip", "0.0.0.0"),
+    ("ServerApp", "port", 8888),
+    ("ServerApp", "port_retries", 50),
+    ("ServerApp", "sock", "/tmp/jupyter.sock"),
+    ("ServerApp", "local_hostnames", ["localhost", "evil.example"]),
+    ("ServerApp", "token", ""),
+    ("NotebookApp", "token", ""),
+    ("ServerApp", "password", ""),
+    ("ServerApp", "password_required", False),
+    ("ServerApp", "allow_unauthenticated_access", True),
+    ("ServerApp", "identity_provider_class", "jupyter_server.auth.identity.IdentityProvider"),
+    ("ServerApp", "authorizer_class", "jupyter_server.auth.authorizer.AllowAllAuthorizer"),
+    ("ServerApp", "login_handler_class", "x.Login"),
+    ("ServerApp", "cookie_secret", "x"),
+    ("ServerApp", "disable_check_xsrf", True),
+    ("NotebookApp", "disable_check_xsrf", True),
+    ("ServerApp", "allow_origin", "*"),
+    ("ServerApp", "allow_origin_pat", ".*"),
+    ("ServerApp", "allow_credentials", True),
+    ("ServerApp", "allow_root", True),
+    ("ServerApp", "allow_remote_access", True),
+    ("ServerApp", "trust_xheaders", True),
+    ("ServerApp", "tornado_settings", {"xsrf_cookies": False}),
+]
+
+
+@pytest.mark.parametrize(("section", "trait", "value"), GUARDED, ids=[f"{s}.{t}" for s, t, _ in GUARDED])
+def test_guarded_settings_are_refused_in_extra_config(tmp_path, section, trait, value):
+    code, out = validate(tmp_path, jupyter_server_extra_config={section: {trait: value}})
+    assert code != 0, out
+    assert f"jupyter_server_extra_config.{section}.{trait}" in out, out
+
+
+@pytest.mark.parametrize("section", ["IdentityProvider", "PasswordIdentityProvider", "Authorizer"])
+def test_authentication_classes_are_refused_in_extra_config(tmp_path, section):
+    code, out = validate(tmp_path, jupyter_server_extra_config={section: {"need_token": False}})
+    assert code != 0, out
+    assert f"jupyter_server_extra_config.{section}" in out, out
+
+
+@pytest.mark.parametrize("extra", [
+    {"ServerApp": {"ip = '0.0.0.0'\nc.ServerApp.x": 1}},
+    {"ServerApp.ip": {"x": 1}},
+    {"ServerApp": "ip=0.0.0.0"},
+])
+def test_extra_config_that_is_not_class_trait_value_is_refused(tmp_path, extra):
+    code, out = validate(tmp_path, jupyter_server_extra_config=extra)
+    assert code != 0, out
+    assert "jupyter_server_extra_config." in out, out
+
+
+def test_ordinary_extra_settings_still_pass(tmp_path):
+    code, out = validate(tmp_path, jupyter_server_extra_config={
+        "MappingKernelManager": {"cull_idle_timeout": 3600, "cull_connected": False},
+        "ServerApp": {"terminals_enabled": False}})
+    assert code == 0, out
+
+
+def test_a_tunnel_command_cannot_add_a_line_to_the_config(tmp_path):
+    code, out = validate(tmp_path, jupyter_tunnel_command="ssh -N host\nc.ServerApp.ip = '0.0.0.0'")
+    assert code != 0, out
+    assert "jupyter_tunnel_command" in out, out

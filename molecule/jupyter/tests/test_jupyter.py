@@ -235,3 +235,75 @@ def test_browser_shows_the_jupyterlab_launcher(tunnel, token):
     assert "jp-LauncherCard" in dom.stdout
     assert "Python 3" in dom.stdout and "Python (extra venv)" in dom.stdout
     assert shot.stat().st_size > 10_000
+
+
+# --- Settings no drop-in and no notebook can change --------------------------------------------
+# Last in the file: these restart the server.
+
+CONF_D = "/etc/jupyter/service/conf.d"
+USER_CONFIG_DIR = "/etc/jupyter/service/user"
+
+
+def test_dropin_directories_are_roots_alone(host):
+    for path in (CONF_D, USER_CONFIG_DIR):
+        d = host.file(path)
+        assert d.is_directory, path
+        assert (d.user, d.group, d.mode) == ("root", "root", 0o755), path
+        assert host.run(f"runuser -u jupyter -- test -w {path}").rc != 0, path
+    unit_env = host.check_output("systemctl show -P Environment jupyter")
+    assert f"JUPYTER_CONFIG_DIR={USER_CONFIG_DIR}" in unit_env
+
+
+def test_guarded_settings_are_applied_after_the_dropins(host):
+    config = host.file(CONFIG_FILE).content_string
+    assert config.index("for _dropin in sorted(") < config.index("_guard(get_config())")
+    assert config.rstrip().endswith("_guard(get_config())  # noqa: F821")
+
+
+def wait_for_api(host, token, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if host.run(f"ss -Hltn 'sport = :{PORT}' | grep -q LISTEN").rc == 0:
+            try:
+                if http_status(host, f"http://127.0.0.1:{PORT}/api/status", token=token) == 200:
+                    return
+            except AssertionError:
+                pass
+        time.sleep(1)
+    pytest.fail("jupyter did not answer /api/status after the restart:\n"
+                + host.run("journalctl -u jupyter --no-pager -n 40 -o cat").stdout)
+
+
+def test_dropin_and_home_config_cannot_open_the_server(host, token, probe):
+    """A drop-in and ~/.jupyter config (which notebook code can write) try to expose the server."""
+    override = (
+        'c = get_config()\n'
+        'c.ServerApp.ip = "0.0.0.0"\n'
+        'c.NotebookApp.ip = "0.0.0.0"\n'
+        'c.Application.ip = "0.0.0.0"\n'
+        'c.ServerApp.allow_origin = "*"\n'
+        'c.ServerApp.disable_check_xsrf = True\n'
+        'c.IdentityProvider.token = ""\n'
+        'c.ServerApp.allow_root = True\n'
+    )
+    try:
+        host.check_output(f"cat > {CONF_D}/99-molecule-override.py <<'EOF'\n{override}EOF\n"
+                          f"chmod 0644 {CONF_D}/99-molecule-override.py")
+        home = "/home/jupyter/.jupyter"
+        host.check_output(
+            f"runuser -u jupyter -- sh -c 'mkdir -p {home} && cat > {home}/jupyter_config.py && "
+            "for f in jupyter_lab_config.py jupyter_server_config.py jupyter_notebook_config.py; do "
+            f"cp {home}/jupyter_config.py {home}/$f; done' <<'EOF'\n{override}EOF")
+        host.check_output("systemctl restart jupyter")
+        wait_for_api(host, token)
+        local = host.check_output(f"ss -Hltn 'sport = :{PORT}'").split()
+        assert [f for f in local if f.endswith(f":{PORT}")] == [f"127.0.0.1:{PORT}"], local
+        assert http_status(host, f"http://127.0.0.1:{PORT}/api/status") in (401, 403)
+        out = probe("xsrf")
+        assert out["post_without_xsrf"] == 403, out
+    finally:
+        host.run(f"rm -f {CONF_D}/99-molecule-override.py /home/jupyter/.jupyter/jupyter_config.py "
+                 "/home/jupyter/.jupyter/jupyter_lab_config.py /home/jupyter/.jupyter/jupyter_server_config.py "
+                 "/home/jupyter/.jupyter/jupyter_notebook_config.py")
+        host.run("systemctl restart jupyter")
+        wait_for_api(host, token)
