@@ -6,6 +6,7 @@ disabling stops everything, and re-enabling lets the idle container power itself
 from outside with `podman inspect`. That last test ends the instance, so it comes last.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,11 @@ def status(host):
     return host.check_output("idle-autostop status")
 
 
+def summary(host):
+    """The whole reasoning of a live check (status prints only the busy reasons when held)."""
+    return json.loads(host.check_output("idle-autostop status --json"))["summary"]
+
+
 def converge(**extra):
     """Rerun the scenario's converge playbook against the container with overrides."""
     bindir = os.path.dirname(sys.executable)
@@ -68,7 +74,62 @@ def test_agent_timer_and_config_installed(host):
     assert "configuration OK: enabled" in host.check_output("idle-autostop validate")
     # The timer is really firing and deciding.
     time.sleep(2 * INTERVAL_S)
-    assert "busy: hold by molecule until released" in journal_since(host, time.time() - 60)
+    # prepare.yml wrote the hold file as root: a hold is its owner's, whatever its name.
+    assert "busy: hold by root until released" in journal_since(host, time.time() - 60)
+    conf = host.file("/etc/idle-autostop/idle-autostop.conf").content_string
+    assert "jupyter_service_user = jupyter" in conf
+    assert "jupyter_service_unit = jupyter.service" in conf
+
+
+def test_token_never_goes_to_another_listener(host):
+    """Jupyter down, another account on its port: no request reaches it, jupyter is unknown."""
+    assert "jupyter unknown" not in summary(host)  # verified while it runs
+    host.run_expect([0], "systemctl stop jupyter.service")
+    try:
+        host.run_expect([0], "systemd-run --unit=fake-jupyter --uid=nobody "
+                             "/usr/bin/python3 -m http.server 8080 --bind 127.0.0.1 --directory /")
+        time.sleep(2)
+        host.run_expect([0], "systemctl start idle-autostop.service")
+        out = summary(host)
+        assert "jupyter unknown (port owner not verified: 127.0.0.1:8080 is held by uid" in out
+        assert "GET" not in host.check_output("journalctl -u fake-jupyter -o cat")
+        # Same account as Jupyter, but outside its unit (a notebook's own server): unknown too.
+        host.run_expect([0], "systemctl stop fake-jupyter")
+        host.run_expect([0], "systemd-run --unit=fake-jupyter2 --uid=jupyter "
+                             "/usr/bin/python3 -m http.server 8080 --bind 127.0.0.1 --directory /")
+        time.sleep(2)
+        assert "fake-jupyter2.service, not jupyter.service" in summary(host)
+        assert "GET" not in host.check_output("journalctl -u fake-jupyter2 -o cat")
+    finally:
+        host.run("systemctl stop fake-jupyter fake-jupyter2")
+        host.run_expect([0], "systemctl start jupyter.service")
+    deadline = time.time() + 60
+    while time.time() < deadline and "no kernels" not in summary(host):
+        time.sleep(2)
+    assert "no kernels" in summary(host)
+
+
+def test_hold_files_are_owned_not_named(host):
+    """A file named after another user is the writer's hold; a planted link is not followed."""
+    hold_dir = "/var/lib/idle-autostop/hold.d"
+    # The link points at a root-owned empty file: followed, it would read as root's hold.
+    host.run_expect([0], "install -m 0644 /dev/null /var/tmp/hold-target")
+    host.run_expect([0], "idle-autostop release --all && "
+                         f"runuser -u nobody -- sh -c ': > {hold_dir}/jupyter'")
+    host.run_expect([0], f"runuser -u nobody -- ln -s /var/tmp/hold-target {hold_dir}/root")
+    out = summary(host)
+    host.run_expect([0], "idle-autostop hold forever")  # the scenario's hold by root again
+    assert "hold by nobody until released" in out
+    assert "jupyter until released" not in out and "root until released" not in out
+    host.run_expect([0], "runuser -u jupyter -- idle-autostop hold 1m")
+    assert host.file(f"{hold_dir}/jupyter").user == "nobody"  # not replaced
+    assert "jupyter for" in summary(host)
+    host.run_expect([0], "runuser -u jupyter -- idle-autostop release")
+    host.run_expect([0], "runuser -u nobody -- idle-autostop release")
+    assert host.file(f"{hold_dir}/root").is_symlink  # release never touches a link
+    host.run_expect([0], "idle-autostop release --all && idle-autostop hold forever")
+    assert host.file("/var/tmp/hold-target").exists and host.file(f"{hold_dir}/root").is_symlink
+    host.run_expect([0], f"rm -f {hold_dir}/root")
 
 
 def test_running_cell_keeps_the_vm_up(host):
