@@ -9,7 +9,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
+import stat as st
 
 # What `gs://BUCKET[/PREFIX]` may look like. The role's `assert` uses this same expression
 # (roles/gcs_pull/vars/main.yml, checked equal by a unit test) so a typo fails before any
@@ -289,3 +291,184 @@ def human_bytes(num):
             return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
         value /= 1024.0
     return "%d B" % num  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# Safety: the pull runs as root into a directory another user owns; bucket writers choose the
+# object names. Nothing here follows a symlink.
+# ---------------------------------------------------------------------------------------------
+def object_name_problem(rel):
+    """Why the object path ``rel`` (relative to src) must not be written under dest, or None.
+
+    Refused: absolute names, empty segments (``a//b``), ``.``/``..`` segments, NUL bytes. A single
+    trailing ``/`` (a "folder" placeholder object) is allowed; the empty name is src itself.
+    """
+    if not isinstance(rel, str):
+        return "is not a string"
+    if "\x00" in rel:
+        return "contains a NUL byte"
+    if rel.startswith("/"):
+        return "is absolute (starts with '/'; an empty segment after the prefix)"
+    body = rel[:-1] if rel.endswith("/") else rel
+    if not body:
+        return None
+    for seg in body.split("/"):
+        if seg == "":
+            return "has an empty path segment ('//')"
+        if seg in (".", ".."):
+            return "has a '%s' path segment" % seg
+    return None
+
+
+def dest_components(dest):
+    """``/a/b/c`` -> ``['/', '/a', '/a/b', '/a/b/c']`` (dest must be absolute)."""
+    parts = [p for p in dest.split("/") if p]
+    return ["/"] + ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def dest_problem(dest, owner_uid=0, group_gid=None, lstat=None):
+    """Why root must not copy into (or create) ``dest``, or None.
+
+    Every component of ``dest`` from ``/`` down, dest included, that exists must be a real
+    directory (not a symlink), owned by root, by the pull's owner (``owner_uid``) or by the user
+    running this (root in production); writable by its group only when that group is root's
+    (gid 0) or the pull's group; writable by all only when root owns it and the sticky bit is set
+    (``/tmp``: no one can replace an entry they do not own, and the entries below are checked
+    in turn). Components that do not exist yet are created later by root. ``.`` and ``..`` are
+    refused outright. ``lstat`` is injectable for tests; it never follows symlinks.
+    """
+    lstat = lstat or os.lstat
+    if not isinstance(dest, str) or not dest.startswith("/"):
+        return "is not an absolute path"
+    if any(seg in (".", "..") for seg in dest.split("/")):
+        return "has a '.' or '..' component"
+    trusted_uids = {0, owner_uid, os.geteuid()}
+    trusted_gids = {0} if group_gid is None else {0, group_gid}
+    entries = []
+    for comp in dest_components(dest):
+        try:
+            entries.append((comp, lstat(comp)))
+        except FileNotFoundError:
+            break  # the rest does not exist either
+    # Symlinks first: they are the attack, whatever else is wrong with the path.
+    for comp, sr in entries:
+        if st.S_ISLNK(sr.st_mode):
+            return "goes through a symlink at %s (refusing to follow it as root)" % comp
+    for comp, sr in entries:
+        if not st.S_ISDIR(sr.st_mode):
+            return "has a component that is not a directory: %s" % comp
+        if sr.st_uid not in trusted_uids:
+            return "has a component owned by uid %d, neither root nor the pull's owner: %s" % (sr.st_uid, comp)
+        if sr.st_mode & st.S_IWOTH and not (sr.st_mode & st.S_ISVTX and sr.st_uid == 0):
+            return "has a component writable by any user (without root's sticky bit): %s (mode %04o)" % (comp, st.S_IMODE(sr.st_mode))
+        if sr.st_mode & st.S_IWGRP and sr.st_gid not in trusted_gids:
+            return "has a component writable by group gid %d: %s (mode %04o)" % (
+                sr.st_gid, comp, st.S_IMODE(sr.st_mode))
+    return None
+
+
+def open_dir_nofollow(path, dir_fd=None):
+    """Open ``path`` as a directory, component by component, refusing any symlink on the way.
+
+    Relative paths are opened below ``dir_fd``. Raises OSError (ELOOP/ENOTDIR) on a symlink.
+    """
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    segs = [s for s in path.split("/") if s]
+    if path.startswith("/"):
+        fd = os.open("/", flags)
+    elif dir_fd is not None:
+        fd = os.dup(dir_fd)
+    else:
+        fd = os.open(".", flags)
+    try:
+        for seg in segs:
+            if seg in (".", ".."):
+                raise OSError(22, "refusing '%s' in %s" % (seg, path))
+            nfd = os.open(seg, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def chown_inside(dest, rel_paths, uid, gid):
+    """Give ``rel_paths`` (relative to dest) and the directories leading to them to uid:gid.
+
+    Walks from a descriptor of dest with O_NOFOLLOW at every step and changes ownership with
+    fchown/lchown-at, so a symlink anywhere (dest included) is never followed and nothing
+    outside dest is touched. Returns ``(changed, refused)``: paths re-owned, and
+    ``(path, reason)`` for the ones skipped (bad names, symlinks on the way, vanished files).
+    """
+    changed, refused = [], []
+    done = set()
+    root_fd = open_dir_nofollow(dest)
+    try:
+        for rel in rel_paths:
+            why = object_name_problem(rel)
+            if why:
+                refused.append((rel, why))
+                continue
+            segs = [s for s in rel.split("/") if s]
+            if not segs:
+                continue
+            fd = os.dup(root_fd)
+            try:
+                for depth, seg in enumerate(segs):
+                    sub = "/".join(segs[:depth + 1])
+                    last = depth == len(segs) - 1
+                    if last:
+                        if sub not in done:
+                            os.chown(seg, uid, gid, dir_fd=fd, follow_symlinks=False)
+                            done.add(sub)
+                            changed.append(sub)
+                        break
+                    nfd = os.open(seg, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+                                  | getattr(os, "O_CLOEXEC", 0), dir_fd=fd)
+                    os.close(fd)
+                    fd = nfd
+                    if sub not in done:
+                        os.fchown(fd, uid, gid)
+                        done.add(sub)
+                        changed.append(sub)
+            except OSError as exc:
+                refused.append((rel, "%s (not followed)" % (exc.strerror or exc)))
+            finally:
+                os.close(fd)
+    finally:
+        os.close(root_fd)
+    return changed, refused
+
+
+def inside_problem(dest, rel, lstat=None, _cache=None):
+    """Why writing object ``rel`` under dest would leave dest, or None.
+
+    Besides the name rules, an existing symlink on the way (a directory or the file itself)
+    could send the write elsewhere: refused. ``_cache`` (a dict) spares repeated lstat calls.
+    """
+    why = object_name_problem(rel)
+    if why:
+        return why
+    lstat = lstat or os.lstat
+    cache = {} if _cache is None else _cache
+    base = dest.rstrip("/") or "/"
+    target = os.path.normpath(os.path.join(base, rel))
+    if not (target + "/").startswith(base.rstrip("/") + "/"):
+        return "resolves outside dest"
+    segs = [s for s in rel.split("/") if s]
+    for depth in range(1, len(segs) + 1):
+        sub = "/".join(segs[:depth])
+        if sub not in cache:
+            try:
+                cache[sub] = st.S_ISLNK(lstat(os.path.join(base, sub)).st_mode)
+            except OSError:
+                cache[sub] = None  # absent: the tool creates it
+        if cache[sub]:
+            return "would be written through the symlink %s inside dest" % sub
+        if cache[sub] is None:
+            # Nothing exists below an absent component.
+            for d in range(depth + 1, len(segs) + 1):
+                cache["/".join(segs[:d])] = None
+            break
+    return None

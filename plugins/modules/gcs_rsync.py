@@ -99,6 +99,26 @@ options:
     description: At most this many paths are returned in C(copied)/C(deleted).
     type: int
     default: 50
+  preflight:
+    description:
+      - Only check that I(dest) is safe to create and pull into (see notes), then exit.
+    type: bool
+    default: false
+notes:
+  - "Root copies into a directory another user may own, with names a bucket writer chose, so:"
+  - "I(dest): every existing component from C(/) down, I(dest) included, must be a real
+    directory (no symlink), owned by root, the pull's I(owner) or the user running the module,
+    writable by its group only if that group is root's or I(group), and writable by all only
+    if root owns it with the sticky bit set (C(/tmp)). Otherwise the module fails with
+    C(error_kind=unsafe_dest) before anything is listed or copied."
+  - "Object names: every object under I(src) is listed first. A name that is absolute, has an
+    empty (C(//)), C(.) or C(..) segment, or would be written through a symlink that already
+    exists inside I(dest), fails the whole pull with C(error_kind=unsafe_object_name), naming
+    the object; nothing is copied. Excluded objects are checked too."
+  - "Ownership: only the paths the tool reports copying, and the directories leading to them,
+    are re-owned, walking from a descriptor of I(dest) with C(O_NOFOLLOW) at every step and
+    C(fchown)/C(lchown); a symlink is never followed and nothing outside I(dest) is touched. A
+    path the tool reported that cannot be reached that way fails the task, naming it."
 author:
   - gpu-jupyter project
 """
@@ -157,7 +177,7 @@ log_file:
   returned: when log_file was given
 error_kind:
   description: On failure, what went wrong (checksum, missing_bucket, missing_prefix, permission,
-    credentials, tls, connection, unknown).
+    credentials, tls, connection, unsafe_dest, unsafe_object_name, unknown).
   type: str
   returned: failure
 """
@@ -174,10 +194,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gcs_rsync_common import (
+    chown_inside,
     classify_error,
+    dest_problem,
     error_lines,
     exclusion_regex,
     human_bytes,
+    inside_problem,
+    object_name_problem,
     parse_rsync_output,
     url_problem,
 )
@@ -286,17 +310,16 @@ def _run(cmd, env, log_file):
 
 
 _LS_RE = re.compile(r"^\s*(\d+)\s+\S+\s+(gs://.+?)(?:#\d+)?\s*$")
+_NO_MATCH_RE = re.compile(r"matched no objects", re.I)
 
 
-def _object_sizes(module, tool, path, p, env):
-    """Sizes of the objects under src (check mode only: dry runs print no sizes)."""
+def _list_objects(module, tool, path, p, env):
+    """``(rc, output, {relative name: size})`` for every object under src."""
     src = p["src"].rstrip("/")
     if tool == "gcloud":
         cmd = [path, "storage", "ls", "--long", "--recursive", src + "/**"]
     else:
         cmd = [path, "ls", "-l", "-r", src + "/**"]
-    full_env = dict(os.environ)
-    full_env.update(env)
     rc, out, err = module.run_command(cmd, environ_update=env)
     sizes = {}
     if rc == 0:
@@ -304,22 +327,25 @@ def _object_sizes(module, tool, path, p, env):
             m = _LS_RE.match(line)
             if m:
                 sizes[m.group(2)[len(src) + 1:]] = int(m.group(1))
-    return sizes
+    return rc, (out or "") + (err or ""), sizes
 
 
-def _chown_new(dest, rel_paths, uid, gid):
-    """Give the files this run created, and the directories leading to them, to uid:gid."""
-    done = set()
-    for rel in rel_paths:
-        parts = rel.split("/")
-        for depth in range(1, len(parts) + 1):
-            sub = "/".join(parts[:depth])
-            if sub in done:
-                continue
-            done.add(sub)
-            full = os.path.join(dest, sub)
-            if os.path.lexists(full):
-                os.lchown(full, uid, gid)
+def _refuse(module, p, what, kind, **extra):
+    module.fail_json(
+        msg="gcs_rsync: refusing to pull %s to %s: %s. Nothing was copied." % (p["src"], p["dest"], what),
+        error_kind=kind, changed=False, **extra)
+
+
+def _check_names(module, p, names):
+    """Fail, naming the first offending object, when any name could be written outside dest."""
+    cache = {}
+    dest = p["dest"] if os.path.isdir(p["dest"]) else None
+    for rel in sorted(names):
+        why = inside_problem(dest, rel, _cache=cache) if dest else object_name_problem(rel)
+        if why:
+            _refuse(module, p, "object %r %s (rename or delete it in the bucket, or pull a prefix "
+                               "that does not contain it)" % (p["src"].rstrip("/") + "/" + rel, why),
+                    "unsafe_object_name", object_name=rel)
 
 
 def main():
@@ -344,6 +370,7 @@ def main():
             owner=dict(type="str"),
             group=dict(type="str"),
             list_limit=dict(type="int", default=50),
+            preflight=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
@@ -351,6 +378,20 @@ def main():
     problem = url_problem(p["src"])
     if problem:
         module.fail_json(msg="gcs_rsync: src %r %s" % (p["src"], problem), error_kind="bad_url")
+    uid = gid = -1
+    try:
+        if p["owner"]:
+            uid = pwd.getpwnam(p["owner"]).pw_uid
+        if p["group"]:
+            gid = grp.getgrnam(p["group"]).gr_gid
+    except KeyError as exc:
+        module.fail_json(msg="gcs_rsync: unknown owner/group %s" % exc, error_kind="bad_owner")
+    problem = dest_problem(p["dest"], owner_uid=0 if uid == -1 else uid, group_gid=None if gid == -1 else gid)
+    if problem:
+        _refuse(module, p, "dest %s %s; root only writes into a path that root (or the pull's owner) "
+                           "alone controls" % (p["dest"], problem), "unsafe_dest")
+    if p["preflight"]:
+        module.exit_json(changed=False, destination=p["dest"], msg="dest is safe to create and pull into")
     dry_dest = None
     if module.check_mode and not os.path.exists(p["dest"]):
         # Check mode on a host where dest is not created yet: compare against an empty directory.
@@ -361,19 +402,21 @@ def main():
         regex = exclusion_regex(p["include"], p["exclude"])
     except ValueError as exc:
         module.fail_json(msg="gcs_rsync: bad include/exclude pattern: %s" % exc, error_kind="bad_pattern")
-    uid = gid = -1
-    try:
-        if p["owner"]:
-            uid = pwd.getpwnam(p["owner"]).pw_uid
-        if p["group"]:
-            gid = grp.getgrnam(p["group"]).gr_gid
-    except KeyError as exc:
-        module.fail_json(msg="gcs_rsync: unknown owner/group %s" % exc, error_kind="bad_owner")
 
     tool, path = _resolve_tool(module, p)
     dry_run = module.check_mode
     run_params = dict(p, dest=dry_dest) if dry_dest else p
     cmd, env = _build(run_params, tool, path, regex, dry_run)
+    # Every object under src, before anything is copied: one bad name stops the whole pull.
+    ls_rc, ls_out, sizes = _list_objects(module, tool, path, p, env)
+    if ls_rc != 0 and not _NO_MATCH_RE.search(ls_out):
+        # Nothing was copied; say why in the same words as a failed rsync.
+        kind, explanation = classify_error(ls_out)
+        msg = "gcs_rsync: pulling %s to %s with %s failed" % (p["src"], p["dest"], tool)
+        msg += (": " + explanation) if explanation else " (listing the objects to check their names)"
+        msg += ". The tool said: " + " | ".join(error_lines(ls_out))
+        module.fail_json(msg=msg, error_kind=kind, changed=False, tool=tool, command=cmd, rc=ls_rc)
+    _check_names(module, p, sizes)
     try:
         rc, output, elapsed = _run(cmd, env, p["log_file"])
     finally:
@@ -383,13 +426,12 @@ def main():
     copied, deleted = parsed["copied"], parsed["deleted"]
 
     if dry_run:
-        sizes = _object_sizes(module, tool, path, p, env) if copied and rc == 0 else {}
         nbytes = sum(sizes.get(rel, 0) for rel in copied)
     else:
         nbytes = 0
         for rel in copied:
             try:
-                nbytes += os.path.getsize(os.path.join(p["dest"], rel))
+                nbytes += os.lstat(os.path.join(p["dest"], rel)).st_size
             except OSError:
                 pass  # failed copies leave nothing behind; the failure is reported below
 
@@ -425,8 +467,16 @@ def main():
         result.pop("changed")
         module.fail_json(msg=msg, error_kind=kind, changed=bool(copied or deleted), **result)
 
+    # The tool's output is checked again: an object added after the listing is not trusted either.
+    late = [(rel, object_name_problem(rel)) for rel in copied + deleted if object_name_problem(rel)]
     if not dry_run and (uid != -1 or gid != -1) and copied:
-        _chown_new(p["dest"], copied, uid, gid)
+        late += chown_inside(p["dest"], copied, uid, gid)[1]
+    if late:
+        result.pop("changed")
+        module.fail_json(msg="gcs_rsync: %s to %s: the tool reported paths that were not re-owned "
+                             "(symlinks are never followed, nothing outside dest is touched): %s"
+                             % (p["src"], p["dest"], "; ".join("%s: %s" % r for r in late[:10])),
+                         error_kind="unsafe_object_name", changed=True, **result)
     module.exit_json(**result)
 
 

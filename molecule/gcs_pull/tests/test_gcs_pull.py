@@ -173,6 +173,13 @@ def test_changes_are_pulled_and_user_files_kept(host, state, tmp_path):
     assert not host.file(f"{MODELS}/old-checkpoint.pt").exists
 
 
+def test_root_pull_under_the_owners_tree_is_refused(state, tmp_path):
+    """/srv/data was created for analyst's pulls: root pulling for itself below it could be steered."""
+    rc, res = module_call(tmp_path, state, "gs://gcs-pull-test/models", "/srv/data/models")
+    assert rc != 0 and res["error_kind"] == "unsafe_dest"
+    assert "neither root nor the pull's owner: /srv/data" in res["msg"]
+
+
 def test_corrupted_object_fails_clearly_and_leaves_nothing(host, state, tmp_path):
     name = "incoming/fresh.bin"
     upload(state, name, os.urandom(256 * 1024))
@@ -183,20 +190,20 @@ def test_corrupted_object_fails_clearly_and_leaves_nothing(host, state, tmp_path
         byte = fh.read(1)
         fh.seek(100)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    host.check_output("mkdir -p /srv/data/incoming")
+    host.check_output("mkdir -p /srv/incoming")
     try:
-        rc, res = module_call(tmp_path, state, "gs://gcs-pull-test/incoming", "/srv/data/incoming")
+        rc, res = module_call(tmp_path, state, "gs://gcs-pull-test/incoming", "/srv/incoming")
     finally:
         delete(state, name)
     assert rc != 0
     assert res["error_kind"] == "checksum"
     assert "did not match its stored checksum" in res["msg"]
     assert "fresh.bin" in res["msg"]
-    assert host.check_output("find /srv/data/incoming -type f") == ""
+    assert host.check_output("find /srv/incoming -type f") == ""
 
 
 def test_missing_bucket_is_named(state, tmp_path):
-    rc, res = module_call(tmp_path, state, "gs://no-such-bucket-here/x", "/srv/data/incoming")
+    rc, res = module_call(tmp_path, state, "gs://no-such-bucket-here/x", "/srv/incoming")
     assert rc != 0
     assert res["error_kind"] == "missing_bucket"
     assert "bucket does not exist" in res["msg"] and "no-such-bucket-here" in res["msg"]
@@ -211,3 +218,37 @@ def test_bad_url_fails_before_anything_runs(host, state, tmp_path):
     assert "gcs_pull_pulls[1].src must be gs://BUCKET[/PREFIX]" in proc.stdout
     assert "gs:/Bad_Bucket/data" in proc.stdout
     assert not host.file("/srv/data/ok").exists  # nothing was created
+
+
+def test_symlinked_dest_is_refused_before_anything_changes(host, state, tmp_path):
+    """The attack: the owner plants a symlink where dest goes; root must not follow it."""
+    host.check_output("mkdir -p /srv/victim /home/analyst/data && chmod 0700 /srv/victim"
+                      " && chown -R analyst:analyst /home/analyst/data"
+                      " && ln -sfn /srv/victim /home/analyst/data/cifar10")
+    pulls = json.dumps({"gcs_pull_pulls": [
+        {"name": "hostile", "src": "gs://gcs-pull-test/models", "dest": "/home/analyst/data/cifar10",
+         "owner": "analyst"}]})
+    proc = ansible([str(SCENARIO / "converge.yml"), "-e", pulls], tmp_path, state, check=False)
+    assert proc.returncode != 0
+    assert "refusing to pull gs://gcs-pull-test/models to /home/analyst/data/cifar10" in proc.stdout
+    assert "symlink at /home/analyst/data/cifar10" in proc.stdout
+    victim = host.file("/srv/victim")
+    assert (victim.user, victim.group, victim.mode) == ("root", "root", 0o700)
+    assert host.check_output("find /srv/victim -mindepth 1") == ""
+
+    # The module alone (the copy step) refuses it too, naming dest.
+    rc, res = module_call(tmp_path, state, "gs://gcs-pull-test/models", "/home/analyst/data/cifar10")
+    assert rc != 0 and res["error_kind"] == "unsafe_dest"
+    host.check_output("rm /home/analyst/data/cifar10")
+
+
+def test_symlink_inside_dest_is_not_written_through(host, state, tmp_path):
+    host.check_output("mkdir -p /srv/inside /srv/victim2 && ln -sfn /srv/victim2 /srv/inside/models")
+    upload(state, "nested/models/w.bin", b"weights")
+    try:
+        rc, res = module_call(tmp_path, state, "gs://gcs-pull-test/nested", "/srv/inside")
+    finally:
+        delete(state, "nested/models/w.bin")
+    assert rc != 0 and res["error_kind"] == "unsafe_object_name", res
+    assert "symlink models inside dest" in res["msg"]
+    assert host.check_output("find /srv/victim2 -mindepth 1") == ""
