@@ -65,6 +65,17 @@ ACCELERATORS: dict[str, dict] = {
     "nvidia-l4": {"description": "NVIDIA L4", "max": 8, "counts": [], "metric": "NVIDIA_L4_GPUS"},
 }
 
+# N1 vCPUs allowed per number of attached GPUs (GPU machine types page, "N1 machine types with
+# attached GPUs": T4 1-2 GPUs up to 48 vCPUs, 4 up to 96; P4 24/48/96; P100 16/32/64; V100
+# 12/24/48/96). Larger N1 machines with fewer GPUs are refused with "At most N vCPUs can be used
+# along with M accelerator cards in an instance."
+N1_MAX_VCPUS: dict[str, dict[int, int]] = {
+    "nvidia-tesla-t4": {1: 48, 2: 48, 4: 96},
+    "nvidia-tesla-p4": {1: 24, 2: 48, 4: 96},
+    "nvidia-tesla-p100": {1: 16, 2: 32, 4: 64},
+    "nvidia-tesla-v100": {1: 12, 2: 24, 4: 48, 8: 96},
+}
+
 GPU_METRICS = sorted({a["metric"] for a in ACCELERATORS.values()})
 
 

@@ -133,8 +133,13 @@ class Compute:
             # GCE answers 404 for a project that does not exist / you cannot see.
             raise ApiError(404, f"The resource 'projects/{project}' was not found", "notFound")
 
-    def check_zone(self, zone: str) -> None:
+    def check_zone(self, zone: str, resource: bool = False) -> None:
+        """An unknown zone: zones.get and the zonal catalog answer 404; a request on instances or
+        disks in it answers GCE's 400 "Invalid value for field 'zone': 'us-east1'. Unknown zone."
+        (the wording users report from `gcloud compute instances create --zone us-east1`)."""
         if zone not in catalog.ZONES:
+            if resource:
+                raise invalid_field("zone", zone, "Unknown zone.")
             raise not_found(f"projects/{self.project}/zones/{zone}")
 
     def check_region(self, region: str) -> None:
@@ -155,14 +160,14 @@ class Compute:
         return self.state.setdefault("operations", {})
 
     def get_instance(self, zone: str, name: str) -> dict:
-        self.check_zone(zone)
+        self.check_zone(zone, resource=True)
         inst = self.instances(zone).get(name)
         if inst is None:
             raise not_found(self.res_path(f"zones/{zone}/instances/{name}"))
         return inst
 
     def get_disk(self, zone: str, name: str) -> dict:
-        self.check_zone(zone)
+        self.check_zone(zone, resource=True)
         disk = self.disks(zone).get(name)
         if disk is None:
             raise not_found(self.res_path(f"zones/{zone}/disks/{name}"))
@@ -502,6 +507,8 @@ class Compute:
 
     def resolve_image(self, ref: str, field: str) -> dict:
         project, rest = parse_ref(ref)
+        # gcloud's default image flags send the family view itself: zones/-/imageFamilyViews/F.
+        rest = re.sub(r"^zones/[^/]+/imageFamilyViews/", "global/images/family/", rest)
         m = re.match(r"^global/images/(family/)?([^/]+)$", rest)
         if not project or not m:
             raise invalid_field(field, ref, "The referenced image resource cannot be found.")
@@ -675,6 +682,16 @@ class Compute:
             raise not_found(f"projects/{p['project']}/global/images/family/{p['family']}")
         return 200, self.image_resource(p["project"], p["family"], info)
 
+    def h_imageFamilyViews__get(self, p, q, body):
+        """What gcloud asks for its default image flags (`--image-project debian-cloud
+        --image-family debian-12`, or none): projects/P/zones/-/imageFamilyViews/F."""
+        if p["zone"] != "-":
+            self.check_zone(p["zone"])
+        info = catalog.IMAGES.get(p["project"], {}).get(p["family"])
+        if not info:
+            raise not_found(f"projects/{p['project']}/zones/{p['zone']}/imageFamilyViews/{p['family']}")
+        return 200, {"image": self.image_resource(p["project"], p["family"], info)}
+
     def h_images__list(self, p, q, body):
         items = [self.image_resource(p["project"], f, i) for f, i in catalog.IMAGES.get(p["project"], {}).items()]
         return 200, self._list(items, q, "compute#imageList", self.link("global/images", p["project"]))
@@ -835,6 +852,11 @@ class Compute:
                 raise invalid_field(f"{field}[{i}].acceleratorCount", count,
                                     f"Accelerator count {count} is not valid for accelerator type '{name}'. "
                                     f"Valid values: {info['counts']}.")
+            limit = catalog.N1_MAX_VCPUS.get(name, {}).get(count)
+            if limit is not None and mt["cpus"] > limit:
+                # GCE's wording (public issue threads quote it verbatim).
+                raise bad_request(f"At most {limit} vCPUs can be used along with {count} accelerator cards in an "
+                                  "instance.", "invalid")
             out.append({"acceleratorType": self.link(f"zones/{zone}/acceleratorTypes/{name}"),
                         "acceleratorCount": count})
         if mt.get("gpu"):
@@ -886,7 +908,7 @@ class Compute:
     def h_instances__insert(self, p, q, body):
         zone = p["zone"]
         self.check_project(p["project"])
-        self.check_zone(zone)
+        self.check_zone(zone, resource=True)
         name = body.get("name")
         check_name(name)
         if name in self.instances(zone):
@@ -1103,7 +1125,7 @@ class Compute:
         return 200, public(self.get_instance(p["zone"], p["instance"]))
 
     def h_instances__list(self, p, q, body):
-        self.check_zone(p["zone"])
+        self.check_zone(p["zone"], resource=True)
         items = [public(i) for i in self.instances(p["zone"]).values()]
         return 200, self._list(items, q, "compute#instanceList", self.link(f"zones/{p['zone']}/instances"))
 
@@ -1145,7 +1167,7 @@ class Compute:
         if inst.get("deletionProtection"):
             # GCE: "Invalid resource usage: 'Resource cannot be deleted if it's protected against deletion.'."
             raise ApiError(400, "Invalid resource usage: 'Resource cannot be deleted if it's protected against "
-                                "deletion.'.", "resourceInUseByAnotherResource")
+                                "deletion.'.", "invalidResourceUsage")
         inst["status"] = "STOPPING"
         op = self.new_operation("delete", inst["selfLink"], inst["id"], zone=p["zone"],
                                 on_done={"action": "delete_instance", "zone": p["zone"], "name": p["instance"]})
@@ -1363,14 +1385,20 @@ class Compute:
 
     def h_instances__setDeletionProtection(self, p, q, body):
         inst = self.get_instance(p["zone"], p["resource"])
-        value = q.get("deletionProtection", "true")
-        inst["deletionProtection"] = str(value).lower() != "false"
+        # A boolean query parameter is true or false, nothing else: google.cloud's update path sends
+        # deletionProtection=None, which must not turn protection on. (GCE's wording for a bad bool
+        # parameter is not public; this follows its "Invalid value" pattern.)
+        value = str(q.get("deletionProtection", "true")).lower()
+        if value not in ("true", "false"):
+            raise bad_request(f"Invalid value '{q.get('deletionProtection')}' for query parameter "
+                              "'deletionProtection': must be true or false.", "invalid")
+        inst["deletionProtection"] = value == "true"
         return self._simple_op(inst, "setDeletionProtection", p["zone"])
 
     # ---- disks -------------------------------------------------------------------------
     def h_disks__insert(self, p, q, body):
         zone = p["zone"]
-        self.check_zone(zone)
+        self.check_zone(zone, resource=True)
         name = body.get("name")
         check_name(name)
         if name in self.disks(zone):
@@ -1401,7 +1429,7 @@ class Compute:
         return 200, public(self.get_disk(p["zone"], p["disk"]))
 
     def h_disks__list(self, p, q, body):
-        self.check_zone(p["zone"])
+        self.check_zone(p["zone"], resource=True)
         items = [public(d) for d in self.disks(p["zone"]).values()]
         return 200, self._list(items, q, "compute#diskList", self.link(f"zones/{p['zone']}/disks"))
 

@@ -273,7 +273,8 @@ class Sandbox:
             info["method_id"] = route.method_id
             self.serviceusage.require("compute.googleapis.com")
             project = params.get("project")
-            if project and project != self.project and not route.method_id.startswith("compute.images."):
+            public_images = route.method_id.startswith(("compute.images.", "compute.imageFamilyViews."))
+            if project and project != self.project and not public_images:
                 raise ApiError(404, f"The resource 'projects/{project}' was not found", "notFound")
             doc.validate_request(route, body)
             handler = self.compute_handlers.get(route.method_id)
