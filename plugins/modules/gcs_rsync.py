@@ -311,6 +311,7 @@ def _run(cmd, env, log_file):
 
 _LS_RE = re.compile(r"^\s*(\d+)\s+\S+\s+(gs://.+?)(?:#\d+)?\s*$")
 _NO_MATCH_RE = re.compile(r"matched no objects", re.I)
+_TOTAL_RE = re.compile(r"^TOTAL: (\d+) objects?,", re.M)
 
 
 def _list_objects(module, tool, path, p, env):
@@ -323,10 +324,19 @@ def _list_objects(module, tool, path, p, env):
     rc, out, err = module.run_command(cmd, environ_update=env)
     sizes = {}
     if rc == 0:
+        read = 0
         for line in out.splitlines():
             m = _LS_RE.match(line)
             if m:
+                read += 1
                 sizes[m.group(2)[len(src) + 1:]] = int(m.group(1))
+        total = _TOTAL_RE.search(out)
+        if total and int(total.group(1)) != read:
+            # An object line this parser did not understand is an object whose name went unchecked.
+            module.fail_json(msg="gcs_rsync: refusing to pull %s to %s: the listing names %s objects but %d "
+                                 "could be read, so not every name could be checked. Nothing was copied."
+                                 % (p["src"], p["dest"], total.group(1), read),
+                             error_kind="unsafe_object_name", changed=False)
     return rc, (out or "") + (err or ""), sizes
 
 
