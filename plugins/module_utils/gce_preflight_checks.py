@@ -59,6 +59,16 @@ N1_GPU_COUNTS = {
     "nvidia-tesla-v100": (1, 2, 4, 8),
     "nvidia-tesla-k80": (1, 2, 4, 8),
 }
+# The most vCPUs an N1 machine may have with that many attached GPUs (Google's "GPU machine
+# types" page); GCE refuses more: "At most 48 vCPUs can be used along with 1 accelerator cards in
+# an instance."
+N1_MAX_VCPUS = {
+    "nvidia-tesla-t4": {1: 48, 2: 48, 4: 96},
+    "nvidia-tesla-p4": {1: 24, 2: 48, 4: 96},
+    "nvidia-tesla-p100": {1: 16, 2: 32, 4: 64},
+    "nvidia-tesla-v100": {1: 12, 2: 24, 4: 48, 8: 96},
+}
+N1_VCPUS_RE = re.compile(r"^n1-(?:standard|highmem|highcpu)-(\d+)$")
 # Families whose machine types carry their GPUs, and the GPU each family carries.
 BUILTIN_GPU_FAMILIES = {
     "a2": ("nvidia-tesla-a100", "nvidia-a100-80gb"),
@@ -233,6 +243,17 @@ def _gpu_rules(p, out):
         _refuse(out, "gpu_count", "gpu_count",
                 "%d x %s is not a valid configuration; Compute Engine accepts %s of this GPU per VM."
                 % (count, gpu_type, ", ".join(str(c) for c in valid)))
+        return
+    limits = N1_MAX_VCPUS.get(gpu_type, {})
+    vcpus = N1_VCPUS_RE.match(machine_type)
+    if vcpus and count in limits and int(vcpus.group(1)) > limits[count]:
+        enough = sorted(c for c, most in limits.items() if most >= int(vcpus.group(1)))
+        _refuse(out, "gpu_vcpus", "machine_type",
+                "%s has %s vCPUs; with %d x %s Compute Engine allows at most %d (\"At most %d vCPUs can be "
+                "used along with %d accelerator cards in an instance.\"). Pick a machine type with at most %d "
+                "vCPUs in gce_vm_machine_type%s."
+                % (machine_type, vcpus.group(1), count, gpu_type, limits[count], limits[count], count,
+                   limits[count], (", or set gce_vm_gpu_count to %d" % enough[0]) if enough else ""))
 
 
 def _disk_rules(p, out):
