@@ -417,6 +417,8 @@ def test_firewall_insert_patch_delete(sb):
 
 def test_request_log_marks_mutating(sb):
     create_vm(sb)
+    # An insert can answer DONE at once (then create_vm polls nothing): read the VM explicitly.
+    sb.api("GET", zpath("instances/vm1"))
     entries = sb.requests()
     inserts = [e for e in entries if e["method"] == "POST" and e["path"].endswith("/instances")]
     assert inserts and inserts[0]["mutating"] is True and inserts[0]["body"]["name"] == "vm1"
