@@ -501,8 +501,10 @@ class Handler(BaseHTTPRequestHandler):
         else:
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, body, info = self.sandbox.handle_api(method, host or "plain", path, query, raw, headers)
-        self._send_json(status, body)
+        # Logged before the answer leaves: a client that reads the log (or clears it) right after
+        # its call must find the call there (or gone), never appended a moment later.
         self._log(method, host, path, query, raw, status, info)
+        self._send_json(status, body)
 
     def _log(self, method, host, path, query, raw, status, info) -> None:
         try:
