@@ -102,6 +102,19 @@ def sandbox(tmp_path_factory):
         yield sb
 
 
+@pytest.fixture
+def open_tmp_path():
+    """A temporary directory that `nobody` can reach (pytest's own are 0700 under root's), for
+    trees that tests/support/unprivileged.py hands to an unprivileged child."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="gpu-jupyter-unpriv-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)   # ours alone; rmtree removes links, never follows them
+
+
 @pytest.fixture(name="run_playbook")
 def run_playbook_fixture():
     return run_playbook

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 
 import gcs_rsync_common as g  # noqa: E402
+from tests.support.unprivileged import run_unprivileged  # noqa: E402
 
 ME = os.getuid()
 MYGID = os.getgid()
@@ -131,9 +132,9 @@ def test_real_symlink_is_seen_in_a_tmp_tree(tmp_path):
 
 
 # ---- ownership walk -------------------------------------------------------------------------
-def test_chown_walk_never_follows_symlinks(tmp_path, monkeypatch):
-    dest = tmp_path / "dest"
-    outside = tmp_path / "outside"
+def test_chown_walk_never_follows_symlinks(open_tmp_path, monkeypatch):
+    dest = open_tmp_path / "dest"
+    outside = open_tmp_path / "outside"
     (dest / "a" / "b").mkdir(parents=True)
     (dest / "a" / "b" / "f.txt").write_text("x")
     outside.mkdir()
@@ -154,22 +155,31 @@ def test_chown_walk_never_follows_symlinks(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "chown", spy_chown)
     monkeypatch.setattr(os, "fchown", spy_fchown)
-    changed, refused = g.chown_inside(str(dest), [
-        "a/b/f.txt", "link/victim", "//x/sub/f.txt", "../outside/victim", "a/flink", "a/b/../../../outside",
-    ], ME, MYGID)
-    assert changed == ["a", "a/b", "a/b/f.txt", "a/flink"]
-    assert [r for r, _ in refused] == ["link/victim", "//x/sub/f.txt", "../outside/victim", "a/b/../../../outside"]
-    touched = [p for kind, p in calls if kind == "fchown"]
-    assert all(p.startswith(str(dest) + "/") for p in touched), touched
-    assert ("chown", "flink") in calls  # the link itself (lchown), never its target
+
+    def walk():  # as nobody when the suite runs as root (tests/support/unprivileged.py)
+        changed, refused = g.chown_inside(str(dest), [
+            "a/b/f.txt", "link/victim", "//x/sub/f.txt", "../outside/victim", "a/flink", "a/b/../../../outside",
+        ], os.getuid(), os.getgid())
+        assert changed == ["a", "a/b", "a/b/f.txt", "a/flink"]
+        assert [r for r, _ in refused] == ["link/victim", "//x/sub/f.txt", "../outside/victim",
+                                           "a/b/../../../outside"]
+        touched = [p for kind, p in calls if kind == "fchown"]
+        assert all(p.startswith(str(dest) + "/") for p in touched), touched
+        assert ("chown", "flink") in calls  # the link itself (lchown), never its target
+
+    run_unprivileged(open_tmp_path, walk)
 
 
-def test_chown_walk_refuses_a_symlinked_dest(tmp_path):
-    (tmp_path / "real").mkdir()
-    (tmp_path / "real" / "f").write_text("x")
-    (tmp_path / "dest").symlink_to(tmp_path / "real")
-    with pytest.raises(OSError):
-        g.chown_inside(str(tmp_path / "dest"), ["f"], ME, MYGID)
+def test_chown_walk_refuses_a_symlinked_dest(open_tmp_path):
+    (open_tmp_path / "real").mkdir()
+    (open_tmp_path / "real" / "f").write_text("x")
+    (open_tmp_path / "dest").symlink_to(open_tmp_path / "real")
+
+    def walk():
+        with pytest.raises(OSError):
+            g.chown_inside(str(open_tmp_path / "dest"), ["f"], os.getuid(), os.getgid())
+
+    run_unprivileged(open_tmp_path, walk)
 
 
 # ---- the module, with gcloud against fake-gcs-server (skips without gcloud) ------------------

@@ -14,6 +14,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.support.unprivileged import run_unprivileged
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -527,12 +529,12 @@ def test_squatting_another_users_name_is_not_their_hold(tmp_path):
     assert (hold / victim).exists() and os.stat(hold / victim).st_uid == OTHER
 
 
-def test_planted_symlink_is_not_followed(tmp_path):
-    hold = _hold_dir(tmp_path)
-    target = tmp_path / "precious"       # inside the temp tree, never a system path
+def test_planted_symlink_is_not_followed(open_tmp_path):
+    hold = _hold_dir(open_tmp_path)
+    target = open_tmp_path / "precious"       # inside the temp tree, never a system path
     target.write_text("keep me\n")
     (hold / "ana").symlink_to(target)
-    empty = tmp_path / "empty"           # reads as "until released" if it were followed
+    empty = open_tmp_path / "empty"           # reads as "until released" if it were followed
     empty.write_text("")
     (hold / "bo").symlink_to(empty)
     os.mkfifo(hold / "fifo")             # not regular files either: never opened, never removed
@@ -541,12 +543,16 @@ def test_planted_symlink_is_not_followed(tmp_path):
     ia.write_hold(str(hold), T0 + 60)
     assert target.read_text() == "keep me\n"
     assert [h["until"] for h in ia.collect_holds(str(hold))] == [T0 + 60]
-    # release removes regular files only; the link, and what it points to, stay.
-    dfd = ia.open_hold_dir(str(hold))
-    try:
-        ia.remove_holds(dfd, owner=None)
-    finally:
-        os.close(dfd)
+    # release removes regular files only; the link, and what it points to, stay. The removal
+    # runs as nobody when the suite is root (tests/support/unprivileged.py).
+    def release_all():
+        dfd = ia.open_hold_dir(str(hold))
+        try:
+            ia.remove_holds(dfd, owner=None)
+        finally:
+            os.close(dfd)
+
+    run_unprivileged(open_tmp_path, release_all)
     assert os.path.islink(hold / "ana") and target.read_text() == "keep me\n"
     assert sorted(os.listdir(hold)) == ["ana", "bo", "fifo", "subdir"]
 
