@@ -1,6 +1,6 @@
 """What a sandbox VM is backed by.
 
-The API layer (compute.py) owns the resource records; a backend owns the side effects of a
+The API layer (the compute package) owns the resource records; a backend owns the side effects of a
 VM's lifecycle and hands back the network addresses the instance shows. The default backend
 allocates fake addresses only (nothing ever listens on them): external ones from
 203.0.113.0/24 (TEST-NET-3, RFC 5737), internal ones from the region's subnet of the

@@ -1,0 +1,43 @@
+"""Compute Engine v1: the resources, rules and operations the sandbox emulates.
+
+One module per resource, so a reader finds one resource in one file:
+
+  common.py             links, names, labels, fingerprints, list paging; the tables in the state
+  operations.py         zone/region/global operations: timing, errors, what happens at the end
+  quotas.py             quota limits and live usage; capacity faults (ZONE_RESOURCE_POOL_EXHAUSTED)
+  catalog_resources.py  zones, regions, machine/accelerator/disk types, images (read-only)
+  projects.py           projects.get, setCommonInstanceMetadata
+  networks.py           networks and subnetworks (the auto-mode `default` network)
+  instances.py          instances: insert, get/list, delete, start, stop, preempt
+  instance_updates.py   instances: set* on an existing VM
+  disks.py              persistent disks
+  firewalls.py          firewall rules
+  faults.py             faults injected through the admin endpoints
+
+Every handler `h_<collection>__<method>` serves the discovery method id
+`compute.<collection>.<method>`; it gets the path parameters, the query and the (already
+schema-validated) body and returns (http_status, json_body) or raises ApiError.
+"""
+
+from __future__ import annotations
+
+from .catalog_resources import CatalogMixin
+from .common import (ComputeBase, RetryAfter, check_labels, check_name, now_rfc3339, parse_ref,
+                     public)
+from .disks import DisksMixin
+from .faults import Faults
+from .firewalls import FirewallsMixin
+from .instance_updates import InstanceUpdatesMixin
+from .instances import InstancesMixin
+from .networks import NetworksMixin
+from .operations import OperationsMixin
+from .projects import ProjectsMixin
+from .quotas import QuotasMixin
+
+__all__ = ["Compute", "Faults", "RetryAfter", "check_labels", "check_name", "now_rfc3339", "parse_ref",
+           "public"]
+
+
+class Compute(InstancesMixin, InstanceUpdatesMixin, DisksMixin, FirewallsMixin, NetworksMixin,
+              ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
+    """The Compute API of one sandbox project: every resource's handlers over one state dict."""
