@@ -44,7 +44,8 @@ MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*-[a-z0-9]+(-[a-z0-9]+)*$")
 GPU_TYPE_RE = re.compile(r"^nvidia-[a-z0-9-]+$")
 LABEL_KEY_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE_RE = re.compile(r"^[a-z0-9_-]{0,63}$")
-SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( \S.*)?$")
+SSH_KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]+={0,3}( \S.*)?$")
 SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced")
@@ -352,7 +353,8 @@ def quota_metrics(p, vcpus, gpu_type, gpu_count):
     spot = p.get("provisioning_model") == "SPOT"
     wanted = []
     if gpu_type and gpu_count:
-        metric = GPU_QUOTA_METRICS.get(gpu_type, gpu_type.upper().replace("-", "_").replace("NVIDIA_TESLA_", "NVIDIA_") + "_GPUS")
+        metric = GPU_QUOTA_METRICS.get(
+            gpu_type, gpu_type.upper().replace("-", "_").replace("NVIDIA_TESLA_", "NVIDIA_") + "_GPUS")
         wanted.append((("PREEMPTIBLE_" if spot else "") + metric, gpu_count, "region"))
         wanted.append(("GPUS_ALL_REGIONS", gpu_count, "project"))
     wanted.append(("PREEMPTIBLE_CPUS" if spot else "CPUS", vcpus, "region"))

@@ -128,14 +128,17 @@ options:
     description: Seconds to wait for each operation.
     type: int
     default: 600
-extends_documentation_fragment: []
+# The auth options (project, auth_kind, service_account_file, ... with their GCP_* environment
+# fallbacks) are google.cloud's own, taken from gce_client.auth_argument_spec.
+extends_documentation_fragment:
+  - google.cloud.gcp
 notes:
   - Auth options are those of the google.cloud collection (project, auth_kind, service_account_file,
     service_account_contents, service_account_email, access_token, scopes), with the same GCP_*
     environment fallbacks.
   - A grown boot disk is expanded by the guest at boot; a grown data disk needs its file system
     grown inside the guest (C(resize2fs)).
-author: gpu-jupyter project
+author: GPU Jupyter project
 """
 
 EXAMPLES = r"""

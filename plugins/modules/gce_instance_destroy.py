@@ -47,7 +47,11 @@ options:
     default: 600
 notes:
   - Auth options are those of the google.cloud collection, with the same GCP_* environment fallbacks.
-author: gpu-jupyter project
+# The auth options (project, auth_kind, service_account_file, ... with their GCP_* environment
+# fallbacks) are google.cloud's own, taken from gce_client.auth_argument_spec.
+extends_documentation_fragment:
+  - google.cloud.gcp
+author: GPU Jupyter project
 """
 
 EXAMPLES = r"""

@@ -23,7 +23,11 @@ description:
 options:
   name: {description: Instance name., type: str, required: true}
   zones: {description: Candidate zones in order of preference., type: list, elements: str, required: true}
-  existing: {description: "The instance as gce_preflight found it (zone, status), or {} when preflight found none; either skips the lookup.", type: dict}
+  existing:
+    description: >-
+      The instance as gce_preflight found it (zone, status), or {} when preflight found none;
+      either skips the lookup.
+    type: dict
   machine_type: {description: Machine type name., type: str, required: true}
   gpu_type: {description: Attached accelerator type (N1); empty for none or built-in., type: str, default: ""}
   gpu_count: {description: Attached accelerators., type: int, default: 0}
@@ -35,12 +39,27 @@ options:
   tags: {description: Network tags., type: list, elements: str, default: []}
   labels: {description: Labels., type: dict, default: {}}
   metadata: {description: Instance metadata (key -> value)., type: dict, default: {}}
-  vm_service_account: {description: Email of the service account the VM runs as ("default" - the Compute Engine default account)., type: str, default: default}
+  vm_service_account:
+    description: Email of the service account the VM runs as ("default" - the Compute Engine default account).
+    type: str
+    default: default
   scopes: {description: Its OAuth scopes (full URLs)., type: list, elements: str, default: []}
   provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD, choices: [STANDARD, SPOT]}
-  termination_action: {description: What GCE does to a preempted spot VM., type: str, default: STOP, choices: [STOP, DELETE]}
-  status: {description: RUNNING starts a stopped VM; PRESENT leaves its power state alone., type: str, default: RUNNING, choices: [RUNNING, PRESENT]}
+  termination_action:
+    description: What GCE does to a preempted spot VM.
+    type: str
+    default: STOP
+    choices: [STOP, DELETE]
+  status:
+    description: RUNNING starts a stopped VM; PRESENT leaves its power state alone.
+    type: str
+    default: RUNNING
+    choices: [RUNNING, PRESENT]
   timeout: {description: Seconds to wait for each operation., type: int, default: 600}
+# The auth options (project, auth_kind, service_account_file, ... with their GCP_* environment
+# fallbacks) are google.cloud's own, taken from gce_client.auth_argument_spec.
+extends_documentation_fragment:
+  - google.cloud.gcp
 author: GPU Jupyter project
 """
 
@@ -60,9 +79,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-instance: {description: name, zone, status, external_ip, internal_ip, machine_type, provisioning_model, self_link., type: dict, returned: success}
+instance:
+  description: name, zone, status, external_ip, internal_ip, machine_type, provisioning_model, self_link.
+  type: dict
+  returned: success
 zone: {description: Zone the VM is in., type: str, returned: success}
-attempts: {description: Every zone tried, with the outcome (created, exhausted, quota, skipped) and GCE's message., type: list, returned: always}
+attempts:
+  description: Every zone tried, with the outcome (created, exhausted, quota, skipped) and GCE's message.
+  type: list
+  returned: always
 attempt_lines: {description: The same as one readable line per zone., type: list, returned: always}
 action: {description: created, started or none., type: str, returned: always}
 api_calls: {description: Compute API requests made., type: int, returned: always}

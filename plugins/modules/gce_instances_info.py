@@ -57,7 +57,11 @@ options:
     default: true
 notes:
   - Auth options are those of the google.cloud collection, with the same GCP_* environment fallbacks.
-author: gpu-jupyter project
+# The auth options (project, auth_kind, service_account_file, ... with their GCP_* environment
+# fallbacks) are google.cloud's own, taken from gce_client.auth_argument_spec.
+extends_documentation_fragment:
+  - google.cloud.gcp
+author: GPU Jupyter project
 """
 
 EXAMPLES = r"""
@@ -83,7 +87,9 @@ instances:
       gpus: {nvidia-tesla-t4: 1}
       uptime_seconds: 4210
       cost: {hourly_now: 0.7241, monthly_running: 528.6, monthly_stopped: 10.0}
-      tunnel_command: gcloud compute ssh jupyter-gpu --zone us-central1-a --project p --tunnel-through-iap -- -N -L 8080:localhost:8080
+      tunnel_command: >-
+        gcloud compute ssh jupyter-gpu --zone us-central1-a --project p --tunnel-through-iap
+        -- -N -L 8080:localhost:8080
       host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA..."]
       console_tail: ["[  OK  ] Started ssh.service - OpenBSD Secure Shell server."]
 table:

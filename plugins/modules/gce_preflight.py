@@ -36,8 +36,17 @@ options:
     elements: str
     default: []
   machine_type: {description: Machine type name., type: str, required: true}
-  gpu_type: {description: Accelerator type attached to an N1 machine type; empty for none or built-in., type: str, default: ""}
+  gpu_type:
+    description: Accelerator type attached to an N1 machine type; empty for none or built-in.
+    type: str
+    default: ""
   gpu_count: {description: Attached GPUs; 0 for A2/G2 whose GPUs are built in., type: int, default: 0}
+  fleet_size:
+    description:
+      - VMs of this shape in the declaration (gce_vm_count). Quota and the budget are checked for all of them, as if
+        none existed yet.
+    type: int
+    default: 1
   image_project: {description: Image project., type: str, required: true}
   image_family: {description: Image family., type: str, required: true}
   disk_size_gb: {description: Boot disk size., type: int, required: true}
@@ -55,8 +64,14 @@ options:
   external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: true}
   static_ip: {description: The VM keeps a reserved static address (billed while stopped)., type: bool, default: false}
   prices: {description: The price table (see roles/gce_preflight/files/prices.yml)., type: dict, required: true}
-  api_checks: {description: Run the read-only API checks (false - local validation and cost only)., type: bool, default: true}
-extends_documentation_fragment: []
+  api_checks:
+    description: Run the read-only API checks (false - local validation and cost only).
+    type: bool
+    default: true
+# The auth options (project, auth_kind, service_account_file, ... with their GCP_* environment
+# fallbacks) are google.cloud's own, taken from gce_client.auth_argument_spec.
+extends_documentation_fragment:
+  - google.cloud.gcp
 author: GPU Jupyter project
 """
 
@@ -82,16 +97,28 @@ EXAMPLES = r"""
 RETURN = r"""
 exists: {description: The VM exists already (in any zone)., type: bool, returned: always}
 fast_path: {description: The VM exists as wanted and the API checks were skipped., type: bool, returned: always}
-instance: {description: Summary of the existing VM (name, zone, status, machine_type, provisioning_model)., type: dict, returned: when exists}
-candidate_zones: {description: Zones to try, in order, that offer the machine type and GPU and have quota., type: list, returned: success}
+instance:
+  description: Summary of the existing VM (name, zone, status, machine_type, provisioning_model).
+  type: dict
+  returned: when exists
+candidate_zones:
+  description: Zones to try, in order, that offer the machine type and GPU and have quota.
+  type: list
+  returned: success
 dropped_zones: {description: Candidate zones left out, with the reason., type: list, returned: success}
 image: {description: The resolved image (name, self_link, disk_size_gb)., type: dict, returned: when the API checks ran}
 machine: {description: vcpus, memory_gib, gpu_type, gpu_count of the machine type., type: dict, returned: success}
-cost: {description: Estimate (hourly, monthly, stopped_monthly, on_demand, spot, items, text)., type: dict, returned: success}
+cost:
+  description: Estimate (hourly, monthly, stopped_monthly, on_demand, spot, items, text).
+  type: dict
+  returned: success
 checks: {description: Names of the checks that passed., type: list, returned: always}
 refusals: {description: Problems found (check, variable, message, details)., type: list, returned: failure}
 api_calls: {description: Compute API requests this module made., type: int, returned: always}
-api_disabled: {description: The Compute API is not enabled in the project; only the local checks ran., type: bool, returned: always}
+api_disabled:
+  description: The Compute API is not enabled in the project; only the local checks ran.
+  type: bool
+  returned: always
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
@@ -172,7 +199,7 @@ def zone_listing(zones, near_region=None, limit=12):
     return text or "none"
 
 
-def api_checks(module, client, p, result):
+def api_checks(client, p, result):
     refusals = []
     checks = result["checks"]
     zone = p["zone"]
@@ -241,11 +268,12 @@ def api_checks(module, client, p, result):
         size = int(image.get("diskSizeGb") or 0)
         result["image"] = {"name": image.get("name"), "self_link": image.get("selfLink"), "disk_size_gb": size}
         if state in ("DEPRECATED", "OBSOLETE", "DELETED"):
+            replacement = deprecated.get("replacement")
             refusals.append(pc.Refusal(
                 "image_deprecated", pc.var("image_family"),
                 "%s: image family %s resolves to %s, which is %s%s. Pick a current family."
                 % (pc.var("image_family"), p["image_family"], image.get("name"), state,
-                   (" (replacement: %s)" % resource_name(deprecated["replacement"])) if deprecated.get("replacement") else "")))
+                   (" (replacement: %s)" % resource_name(replacement)) if replacement else "")))
         else:
             checks.append("image_family")
         if size > p["disk_size_gb"]:
@@ -261,7 +289,8 @@ def api_checks(module, client, p, result):
     result["dropped_zones"] = dropped
 
     # Quota: limit - usage, per candidate region and project-wide.
-    wanted = pc.quota_metrics(p, vcpus, gpu_type, gpu_count)
+    wanted = [(metric, amount * p["fleet_size"], scope)
+              for metric, amount, scope in pc.quota_metrics(p, vcpus, gpu_type, gpu_count)]
     project_res = client.get(client.project_path())
     project_quotas = pc.quotas_map(project_res)
     project_short = pc.quota_shortfalls(p, {"project": project_quotas},
@@ -301,6 +330,7 @@ def main():
         machine_type=dict(type="str", required=True),
         gpu_type=dict(type="str", default=""),
         gpu_count=dict(type="int", default=0),
+        fleet_size=dict(type="int", default=1),
         image_project=dict(type="str", required=True),
         image_family=dict(type="str", required=True),
         disk_size_gb=dict(type="int", required=True),
@@ -323,8 +353,8 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = dict(module.params)
     p["gpu_type"] = p["gpu_type"] or ""
-    result = {"changed": False, "exists": False, "fast_path": False, "api_disabled": False, "checks": [], "api_calls": 0,
-              "candidate_zones": [], "dropped_zones": []}
+    result = {"changed": False, "exists": False, "fast_path": False, "api_disabled": False, "checks": [],
+              "api_calls": 0, "candidate_zones": [], "dropped_zones": []}
 
     refusals = pc.local_refusals(p)
     if refusals:
@@ -347,7 +377,7 @@ def main():
                     result["fast_path"] = True
                     result["candidate_zones"] = [existing["zone"]]
             if not result["fast_path"]:
-                refusals = api_checks(module, client, p, result)
+                refusals = api_checks(client, p, result)
         except GceApiError as exc:
             result["api_calls"] = client.request_count
             if exc.status == 403 and exc.reason in ("accessNotConfigured", "SERVICE_DISABLED") and not existing:
@@ -387,13 +417,24 @@ def main():
     except gce_pricing.PricingError as exc:
         module.fail_json(msg="Cost estimate impossible: %s" % exc, **result)
     result["cost"] = cost
-    refusal = gce_pricing.budget_refusal(cost, p["budget_monthly_usd"])
+    refusal = gce_pricing.budget_refusal(fleet_cost(cost, p["fleet_size"]), p["budget_monthly_usd"])
+    if refusal and p["fleet_size"] > 1:
+        refusal = "For the fleet of %d VMs (gce_vm_count): %s" % (p["fleet_size"], refusal)
     if refusal and not result["fast_path"]:
         fail(module, result, [pc.Refusal("budget", pc.var("budget_monthly_usd"), refusal)], "budget")
     if refusal:
         module.warn("The existing VM's estimate is over budget: " + refusal)
     result["checks"].append("budget")
     module.exit_json(**result)
+
+
+def fleet_cost(cost, size):
+    """The cost of `size` VMs like this one, in the shape budget_refusal reads."""
+    if size <= 1:
+        return cost
+    scaled = dict(cost, monthly=cost["monthly"] * size, hourly=cost["hourly"] * size)
+    scaled["spot"] = dict(cost["spot"], monthly=cost["spot"]["monthly"] * size)
+    return scaled
 
 
 def fail(module, result, refusals, stage):

@@ -18,12 +18,19 @@ description:
     current limit already covers C(value).
   - Google reviews the request; the answer reports C(reconciling) and C(granted_value) as they stand.
 options:
-  metric: {description: Compute quota metric (NVIDIA_T4_GPUS, PREEMPTIBLE_NVIDIA_T4_GPUS, GPUS_ALL_REGIONS, CPUS...)., type: str, required: true}
+  metric:
+    description: Compute quota metric (NVIDIA_T4_GPUS, PREEMPTIBLE_NVIDIA_T4_GPUS, GPUS_ALL_REGIONS, CPUS...).
+    type: str
+    required: true
   region: {description: Region of a regional metric; empty for a project-wide one., type: str, default: ""}
   value: {description: The limit asked for., type: int, required: true}
   justification: {description: Why you need it (reviewers read this)., type: str, default: ""}
   contact_email: {description: Who Google may contact about the request., type: str, default: ""}
   preference_id: {description: QuotaPreference id; derived from metric and region when empty., type: str, default: ""}
+# The auth options (project, auth_kind, service_account_file, ... with their GCP_* environment
+# fallbacks) are google.cloud's own, taken from gce_client.auth_argument_spec.
+extends_documentation_fragment:
+  - google.cloud.gcp
 author: GPU Jupyter project
 """
 
@@ -94,7 +101,8 @@ def main():
     if not p["scopes"]:
         p["scopes"] = ["https://www.googleapis.com/auth/cloud-platform"]
     qid = quota_id(metric, region)
-    pref_id = p["preference_id"] or re.sub(r"[^a-z0-9-]", "-", ("gpu-jupyter-%s-%s" % (metric, region or "global")).lower())
+    pref_id = p["preference_id"] or re.sub(
+        r"[^a-z0-9-]", "-", ("gpu-jupyter-%s-%s" % (metric, region or "global")).lower())
     result = {"changed": False, "quota_id": qid, "current_limit": None, "action": "unchanged"}
     # Cloud Quotas knows no Compute requestId parameter.
     try:

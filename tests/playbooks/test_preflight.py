@@ -70,8 +70,11 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("extra_vars,texts,local", BAD_INPUTS, ids=[",".join(sorted(b[0])) + "=" + str(list(b[0].values())[0])
-                                                                    for b in BAD_INPUTS])
+@pytest.mark.parametrize(
+    "extra_vars,texts,local",
+    BAD_INPUTS,
+    ids=[",".join(sorted(b[0])) + "=" + str(list(b[0].values())[0]) for b in BAD_INPUTS],
+)
 def test_bad_request_is_refused_before_any_mutating_call(shared_sandbox, preflight_playbook, extra_vars, texts, local):
     shared_sandbox.clear_requests()
     result = run_playbook(preflight_playbook, shared_sandbox, extra_vars=extra_vars)
@@ -104,7 +107,9 @@ def test_short_gpu_quota_is_refused_with_the_numbers(sandbox, preflight_playbook
     sandbox.enable_compute()
     sandbox.set_quota("NVIDIA_T4_GPUS", 1, region="us-central1")
     sandbox.clear_requests()
-    result = run_playbook(preflight_playbook, sandbox, extra_vars={"gce_vm_gpu_count": 2, "gce_budget_monthly_usd": None})
+    result = run_playbook(
+        preflight_playbook, sandbox, extra_vars={"gce_vm_gpu_count": 2, "gce_budget_monthly_usd": None}
+    )
     assert result.rc != 0, result
     for text in ("Quota NVIDIA_T4_GPUS in us-central1 is short: limit 1, usage 0, available 1 < requested 2",
                  "console.cloud.google.com/iam-admin/quotas?project=" + sandbox.project,

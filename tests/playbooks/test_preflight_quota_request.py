@@ -13,7 +13,9 @@ def test_quota_request_files_a_quota_preference_once(sandbox):
     first = run_playbook("playbooks/quota_request.yml", sandbox, extra_vars=request)
     assert first.rc == 0, first
     assert first.changed == 1, first
-    assert "NVIDIA-T4-GPUS-per-project-region in us-central1: current limit 4.0, increase to 8 filed" in flat(first), first
+    assert "NVIDIA-T4-GPUS-per-project-region in us-central1: current limit 4.0, increase to 8 filed" in flat(first), (
+        first
+    )
     [pref] = sandbox.state()["quota_preferences"].values()
     assert pref["service"] == "compute.googleapis.com"
     assert pref["quotaId"] == "NVIDIA-T4-GPUS-per-project-region"

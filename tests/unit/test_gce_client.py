@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "module_utils"))
 
-import gce_client  # noqa: E402
-from gce_client import (  # noqa: E402
+import gce_client
+from gce_client import (
     GceApiError,
     GceClient,
     GceOperationError,
@@ -253,5 +253,8 @@ def test_credentials_validation():
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=40))
 def test_resource_name_of_url_is_last_segment(name):
-    assert gce_client.resource_name("https://compute.googleapis.com/compute/v1/projects/p/zones/z/machineTypes/" + name) == name
+    assert (
+        gce_client.resource_name("https://compute.googleapis.com/compute/v1/projects/p/zones/z/machineTypes/" + name)
+        == name
+    )
     assert gce_client.resource_name(name) == name

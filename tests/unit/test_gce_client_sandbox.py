@@ -8,7 +8,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "module_utils"))
-from gce_client import GceApiError, GceClient, GceOperationError, GceTimeoutError  # noqa: E402
+from gce_client import GceApiError, GceClient, GceOperationError, GceTimeoutError
 
 ZONE = "us-central1-a"
 

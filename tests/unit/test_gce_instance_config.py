@@ -27,20 +27,38 @@ BASE = "https://compute.googleapis.com/compute/v1/projects/proj/zones/us-central
 
 def instance(status="RUNNING", machine="n1-standard-8", gpus=1, ohm="TERMINATE", boot_gb=100):
     return {
-        "name": "vm", "status": status,
+        "name": "vm",
+        "status": status,
         "selfLink": BASE + "/instances/vm",
         "machineType": BASE + "/machineTypes/" + machine,
-        "guestAccelerators": ([{"acceleratorType": BASE + "/acceleratorTypes/nvidia-tesla-t4",
-                                "acceleratorCount": gpus}] if gpus else []),
-        "scheduling": {"onHostMaintenance": ohm, "automaticRestart": True, "preemptible": False,
-                       "provisioningModel": "STANDARD"},
-        "metadata": {"fingerprint": "md1", "items": [{"key": "install-nvidia-driver", "value": "True"},
-                                                     {"key": "ssh-keys", "value": "me:ssh-ed25519 AAA"}]},
-        "labels": {"managed-by": "gpu-jupyter"}, "labelFingerprint": "lf1",
-        "serviceAccounts": [{"email": "123-compute@developer.gserviceaccount.com",
-                             "scopes": ["https://www.googleapis.com/auth/devstorage.read_only"]}],
-        "disks": [{"deviceName": "persistent-disk-0", "boot": True, "source": BASE + "/disks/vm", "diskSizeGb": str(boot_gb)},
-                  {"deviceName": "data", "boot": False, "source": BASE + "/disks/vm-data", "diskSizeGb": "50"}],
+        "guestAccelerators": (
+            [{"acceleratorType": BASE + "/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": gpus}] if gpus else []
+        ),
+        "scheduling": {
+            "onHostMaintenance": ohm,
+            "automaticRestart": True,
+            "preemptible": False,
+            "provisioningModel": "STANDARD",
+        },
+        "metadata": {
+            "fingerprint": "md1",
+            "items": [
+                {"key": "install-nvidia-driver", "value": "True"},
+                {"key": "ssh-keys", "value": "me:ssh-ed25519 AAA"},
+            ],
+        },
+        "labels": {"managed-by": "gpu-jupyter"},
+        "labelFingerprint": "lf1",
+        "serviceAccounts": [
+            {
+                "email": "123-compute@developer.gserviceaccount.com",
+                "scopes": ["https://www.googleapis.com/auth/devstorage.read_only"],
+            }
+        ],
+        "disks": [
+            {"deviceName": "persistent-disk-0", "boot": True, "source": BASE + "/disks/vm", "diskSizeGb": str(boot_gb)},
+            {"deviceName": "data", "boot": False, "source": BASE + "/disks/vm-data", "diskSizeGb": "50"},
+        ],
     }
 
 
@@ -86,7 +104,8 @@ def test_upgrade_plans_gpus_then_machine_type_then_disk():
     assert needs_stop
     assert changes[1]["body"] == {"machineType": "zones/us-central1-a/machineTypes/n1-standard-16"}
     assert changes[0]["body"]["guestAccelerators"] == [
-        {"acceleratorType": "projects/proj/zones/us-central1-a/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": 2}]
+        {"acceleratorType": "projects/proj/zones/us-central1-a/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": 2}
+    ]
     assert changes[2]["body"] == {"sizeGb": "200"} and changes[2]["target"] == BASE + "/disks/vm"
     assert before["accelerators"] == {"nvidia-tesla-t4": 1} and after["accelerators"] == {"nvidia-tesla-t4": 2}
     assert (before["disks"]["persistent-disk-0"], after["disks"]["persistent-disk-0"]) == (100, 200)
@@ -136,7 +155,11 @@ def test_metadata_merges_unless_purged_and_keeps_fingerprint():
     _, after, changes, needs_stop, _ = mod.plan_changes(params(metadata={"idle-minutes": 30}), instance(), {})
     assert calls(changes) == ["setMetadata"] and not needs_stop
     assert changes[0]["body"]["fingerprint"] == "md1"
-    assert after["metadata"] == {"install-nvidia-driver": "True", "ssh-keys": "me:ssh-ed25519 AAA", "idle-minutes": "30"}
+    assert after["metadata"] == {
+        "install-nvidia-driver": "True",
+        "ssh-keys": "me:ssh-ed25519 AAA",
+        "idle-minutes": "30",
+    }
     _, after, _, _, _ = mod.plan_changes(params(metadata={"a": "b"}, purge_metadata=True), instance(), {})
     assert after["metadata"] == {"a": "b"}
 
@@ -201,7 +224,9 @@ class FakeGce:
         verb = path.rsplit("/", 1)[-1]
         inst = self.inst
         if verb in ("setMachineType", "setMachineResources", "setServiceAccount") and inst["status"] != "TERMINATED":
-            return Resp(400, {"error": {"code": 400, "message": "Instance must be stopped", "errors": [{"reason": "invalid"}]}})
+            return Resp(
+                400, {"error": {"code": 400, "message": "Instance must be stopped", "errors": [{"reason": "invalid"}]}}
+            )
         if verb == "stop":
             inst["status"] = "TERMINATED"
         elif verb == "start":
@@ -235,10 +260,10 @@ class FakeModule:
         self.check_mode = check_mode
 
     def fail_json(self, **kw):
-        raise Failed(kw)
+        raise FailJsonError(kw)
 
 
-class Failed(Exception):
+class FailJsonError(Exception):
     pass
 
 
@@ -258,7 +283,13 @@ UPGRADE = dict(machine_type="n1-standard-16", accelerators=[{"type": "nvidia-tes
 def test_apply_stops_changes_starts_and_reruns_clean():
     gce = fake()
     result, client = run(params(allow_stop=True, **UPGRADE), gce)
-    assert [c["call"] for c in result["changes"]] == ["stop", "setMachineResources", "setMachineType", "disks.resize", "start"]
+    assert [c["call"] for c in result["changes"]] == [
+        "stop",
+        "setMachineResources",
+        "setMachineType",
+        "disks.resize",
+        "start",
+    ]
     assert result["changed"] and result["gpu_changed"] and result["stopped_for_change"]
     assert result["status"] == "RUNNING" and gce.inst["status"] == "RUNNING"
     assert result["diff"]["before"]["machine_type"] == "n1-standard-8"
@@ -313,7 +344,7 @@ def test_503_bursts_are_retried_during_apply():
 
 def test_failure_after_stop_restarts_vm_and_reports_what_was_applied():
     gce = fake(fail={"/setMachineResources": [(400, "invalid")]})
-    with pytest.raises(Failed) as info:
+    with pytest.raises(FailJsonError) as info:
         run(params(allow_stop=True, **UPGRADE), gce)
     failure = info.value.args[0]
     assert "failed at setMachineResources" in failure["msg"] and "started again" in failure["msg"]

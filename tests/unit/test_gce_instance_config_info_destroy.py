@@ -30,19 +30,28 @@ def load(name):
 
 info = load("gce_instances_info")
 destroy = load("gce_instance_destroy")
-PRICES = yaml.safe_load(open(os.path.join(ROOT, "roles", "gce_preflight", "files", "prices.yml")))
+with open(os.path.join(ROOT, "roles", "gce_preflight", "files", "prices.yml")) as _prices:
+    PRICES = yaml.safe_load(_prices)
 BASE = "https://www.googleapis.com/compute/v1/projects/proj/zones/us-central1-a"
 NOW = datetime.datetime(2025, 6, 2, 12, 0, tzinfo=datetime.timezone.utc)
 
 
 def vm(status="RUNNING", machine="n1-standard-8", gpus=1, started="2025-06-02T04:30:00.000-07:00"):
     return {
-        "name": "jupyter-gpu", "zone": BASE, "status": status, "machineType": BASE + "/machineTypes/" + machine,
-        "selfLink": BASE + "/instances/jupyter-gpu", "lastStartTimestamp": started,
-        "guestAccelerators": [{"acceleratorType": BASE + "/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": gpus}] if gpus else [],
+        "name": "jupyter-gpu",
+        "zone": BASE,
+        "status": status,
+        "machineType": BASE + "/machineTypes/" + machine,
+        "selfLink": BASE + "/instances/jupyter-gpu",
+        "lastStartTimestamp": started,
+        "guestAccelerators": [{"acceleratorType": BASE + "/acceleratorTypes/nvidia-tesla-t4", "acceleratorCount": gpus}]
+        if gpus
+        else [],
         "scheduling": {"provisioningModel": "STANDARD", "onHostMaintenance": "TERMINATE"},
         "networkInterfaces": [{"networkIP": "10.128.0.2", "accessConfigs": [{"natIP": "34.1.2.3"}]}],
-        "disks": [{"source": BASE + "/disks/jupyter-gpu", "deviceName": "persistent-disk-0", "boot": True, "autoDelete": True}],
+        "disks": [
+            {"source": BASE + "/disks/jupyter-gpu", "deviceName": "persistent-disk-0", "boot": True, "autoDelete": True}
+        ],
         "labels": {"managed-by": "gpu-jupyter"},
     }
 
@@ -167,13 +176,18 @@ class FakeProject:
 def project(labels=None, other=False):
     inst = vm()
     inst["labels"] = labels if labels is not None else {"managed-by": "gpu-jupyter"}
-    inst["disks"].append({"source": BASE + "/disks/jupyter-data", "deviceName": "data", "boot": False, "autoDelete": True})
+    inst["disks"].append(
+        {"source": BASE + "/disks/jupyter-data", "deviceName": "data", "boot": False, "autoDelete": True}
+    )
     instances = {"jupyter-gpu": inst}
     if other:
         second = vm()
         second["name"] = "second"
         instances["second"] = second
-    disks = {"jupyter-gpu": {"selfLink": BASE + "/disks/jupyter-gpu"}, "jupyter-data": {"selfLink": BASE + "/disks/jupyter-data"}}
+    disks = {
+        "jupyter-gpu": {"selfLink": BASE + "/disks/jupyter-gpu"},
+        "jupyter-data": {"selfLink": BASE + "/disks/jupyter-data"},
+    }
     return FakeProject(instances, disks, {"gpu-jupyter-allow-ssh"})
 
 

@@ -2,7 +2,8 @@
 
 The Molecule scenario's container has no gcloud (Google's apt repository is out of reach), so it
 exercises the gsutil path. Here the module runs on the controller with the host's gcloud, when
-there is one; without it these tests skip.
+there is one; without it these tests skip. When the suite is root the module runs as nobody in a
+temporary tree (run_module).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fakegcs import FakeGcs
+from tests.support.unprivileged import NOBODY
+from tests.support.unprivileged import _give_tree_to as give_tree_to
 
 REPO = Path(__file__).resolve().parents[2]
 GCLOUD = shutil.which("gcloud")
@@ -36,15 +39,28 @@ def gcs(tmp_path_factory):
         yield server
 
 
-def run_module(gcs, dest, tmp_path, check=False, **args):
+def run_module(gcs, dest, tmp_path, check=False, as_root=False, **args):
+    """Run the module through `ansible`. When the suite is root, the module itself runs as
+    nobody (become su, Debian's python3) in `tmp_path`, a tree handed to nobody first: whatever
+    it writes, deletes or re-owns then meets the kernel's permission checks, not root's reach.
+    as_root=True keeps root, for the tests of what root does (they use a stand-in tool)."""
     params = {"src": "gs://bkt/data", "dest": str(dest), "tool": "gcloud", "gcloud_path": GCLOUD,
-              "endpoint": gcs.http_url, "exclude": ["*.tmp"], "log_file": str(tmp_path / "pull.log"), **args}
+              "endpoint": gcs.http_url if gcs else None, "exclude": ["*.tmp"],
+              "log_file": str(tmp_path / "pull.log"), **args}
     env = dict(os.environ, ANSIBLE_LIBRARY=str(REPO / "plugins/modules"),
                ANSIBLE_MODULE_UTILS=str(REPO / "plugins/module_utils"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), ANSIBLE_NOCOLOR="1")
     cmd = [str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-           "-e", f"ansible_python_interpreter={sys.executable}", "-m", "gcs_rsync", "-a", json.dumps(params)]
+           "-m", "gcs_rsync", "-a", json.dumps(params)]
+    if os.geteuid() == 0 and not as_root:
+        give_tree_to(tmp_path, NOBODY, NOBODY)
+        env.update(ANSIBLE_REMOTE_TMP=str(tmp_path / ".ansible-module"))
+        cmd += ["-b", "--become-method", "su", "--become-user", "nobody",
+                "-e", json.dumps({"ansible_become_flags": "-s /bin/sh",
+                                  "ansible_python_interpreter": "/usr/bin/python3"})]
+    else:
+        cmd += ["-e", f"ansible_python_interpreter={sys.executable}"]
     if check:
         cmd.append("--check")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
@@ -52,7 +68,8 @@ def run_module(gcs, dest, tmp_path, check=False, **args):
     return out["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
-def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, tmp_path):
+def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, open_tmp_path):
+    tmp_path = open_tmp_path
     dest = tmp_path / "dest"
     dest.mkdir()
     dry = run_module(gcs, dest, tmp_path, check=True)
@@ -82,7 +99,8 @@ def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, tmp_path):
     assert "Copying gs://bkt/data/big.bin" in (tmp_path / "pull.log").read_text()
 
 
-def test_gcloud_missing_bucket_and_corrupt_object(gcs, tmp_path):
+def test_gcloud_missing_bucket_and_corrupt_object(gcs, open_tmp_path):
+    tmp_path = open_tmp_path
     dest = tmp_path / "d"
     dest.mkdir()
     missing = run_module(gcs, dest, tmp_path, src="gs://no-such-bucket-x/data")

@@ -269,7 +269,11 @@ def test_module_refuses_hostile_object_names(gcs, tmp_path, name):
         res = run(gcs, dest, tmp_path)
     finally:
         delete(gcs, name)
-    assert res.get("failed") and res["error_kind"] == "unsafe_object_name", (res.get("copied"), res.get("msg"), list(dest.parent.rglob("*")))
+    assert res.get("failed") and res["error_kind"] == "unsafe_object_name", (
+        res.get("copied"),
+        res.get("msg"),
+        list(dest.parent.rglob("*")),
+    )
     assert repr("gs://bkt/" + name) in res["msg"]
     assert not any(dest.iterdir())
     assert not (dest.parent / "escape1.txt").exists() and not (tmp_path / "x").exists()

@@ -165,7 +165,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,snapshot,config,now,state,expected", CASES,
                          ids=[c[0] for c in CASES])
-def test_decide_table(name, snapshot, config, now, state, expected):
+def test_decide_table(name, snapshot, config, now, state, expected):  # noqa: ARG001 (name: the case's id)
     kind, action, idle_min, fragment = expected
     decision = ia.decide(snapshot, config, now, state)
     assert decision["kind"] == kind, decision["summary"]
@@ -664,7 +664,7 @@ class _Handler(BaseHTTPRequestHandler):
     routes: dict = {}
     seen: list = []
 
-    def do_GET(self):  # noqa: N802 (http.server API)
+    def do_GET(self):
         self.seen.append((self.path, dict(self.headers)))
         status, body = self.routes.get(self.path.split("?")[0], (404, b"nope"))
         if status == "hang":
@@ -756,7 +756,8 @@ def test_token_sent_when_the_owner_matches(http_server, tmp_path):
     assert handler.seen[0][1]["Authorization"] == "token s3cret"
 
 
-def test_non_loopback_url_is_never_sent_the_token(http_server):
+@pytest.mark.usefixtures("http_server")
+def test_non_loopback_url_is_never_sent_the_token():
     assert "unverified" in ia.collect_jupyter("http://192.0.2.1:8080", "", 0.5, **_OWNER_IS_ME)
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "filter"))
 
-from nvidia_driver import (  # noqa: E402
+from nvidia_driver import (
     FilterModule,
     nvidia_apt_policy,
     nvidia_driver_branch,
@@ -151,7 +151,10 @@ def test_state_missing_binary():
 
 def test_state_ok_and_other_codes():
     assert nvidia_smi_state({"rc": 0, "stdout": "GPU 0: Tesla T4\n"})["state"] == "ok"
-    assert nvidia_smi_state({"rc": 15, "stdout": "Unable to determine the device handle for GPU..."})["state"] == "gpu_lost"
+    assert (
+        nvidia_smi_state({"rc": 15, "stdout": "Unable to determine the device handle for GPU..."})["state"]
+        == "gpu_lost"
+    )
     assert nvidia_smi_state({"rc": 77, "stdout": ""})["state"] == "error"
 
 

@@ -88,11 +88,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def translate_path(self, path):
         return super().translate_path(path.replace("/compute/cuda/repos", "", 1))
 
-    def do_HEAD(self):  # noqa: N802 (http.server's naming)
+    def do_HEAD(self):
         _QuietHandler.requests.append(("HEAD", self.path))
         super().do_HEAD()
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         _QuietHandler.requests.append(("GET", self.path))
         super().do_GET()
 
@@ -170,7 +170,9 @@ def test_ubuntu_2404_cuda_repo_source(mirror):
 
 
 def test_ubuntu_distro_packages_and_no_extra_source():
-    tasks = run_role(UBUNTU_2404, "nvidia_driver_install", nvidia_driver_source="distro", nvidia_driver_cuda_toolkit=True)
+    tasks = run_role(
+        UBUNTU_2404, "nvidia_driver_install", nvidia_driver_source="distro", nvidia_driver_cuda_toolkit=True
+    )
     # Ubuntu's driver is in "restricted", already enabled: no source is written.
     for name in ("Repository | Add NVIDIA's CUDA repository", "Repository | Enable Debian's non-free components"):
         assert name not in tasks or tasks[name].get("skipped"), name
@@ -192,7 +194,8 @@ def test_cuda_repo_packages_follow_branch_and_toolkit(mirror):
     assert "would be installed from cuda_repo" in note
 
 
-def test_debian_12_distro_source(mirror):
+@pytest.mark.usefixtures("mirror")
+def test_debian_12_distro_source():
     tasks = run_role(DEBIAN_12, "nvidia_driver_repo", nvidia_driver_source="distro")
     text = rendered(tasks["Repository | Enable Debian's non-free components"])
     stanzas = [s for s in text.split("\n\n") if "Types:" in s]

@@ -15,7 +15,7 @@ import stat
 import sys
 import time
 import urllib.parse
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import nullcontext, redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -49,7 +49,9 @@ def trashinfo(path: str, when: float) -> bytes:
     return ("[Trash Info]\nPath=%s\nDeletionDate=%s\n" % (urllib.parse.quote(path), date)).encode()
 
 
-def add_entry(trash: Path, name: str, *, days_ago: float, content: bytes = b"x" * 5000, tree: dict | None = None) -> Path:
+def add_entry(
+    trash: Path, name: str, *, days_ago: float, content: bytes = b"x" * 5000, tree: dict | None = None
+) -> Path:
     """files/NAME (a file, or a directory tree from `tree`) with its info file."""
     target = trash / "files" / name
     if tree is None:
@@ -83,8 +85,17 @@ def disk_usage(root: Path) -> int:
     return total
 
 
-def clean(*paths: Path, days: int = 0, dry_run: bool = False, now: float | None = None, grace: int = tc.ORPHAN_INFO_GRACE_S) -> dict:
-    options = tc.Options(older_than_days=days, paths=[str(p) for p in paths], dry_run=dry_run, now=now, orphan_info_grace_s=grace, list_names=True)
+def clean(
+    *paths: Path, days: int = 0, dry_run: bool = False, now: float | None = None, grace: int = tc.ORPHAN_INFO_GRACE_S
+) -> dict:
+    options = tc.Options(
+        older_than_days=days,
+        paths=[str(p) for p in paths],
+        dry_run=dry_run,
+        now=now,
+        orphan_info_grace_s=grace,
+        list_names=True,
+    )
     return tc.Cleaner(options).run()
 
 
@@ -316,7 +327,11 @@ def test_symlinked_path_to_the_trash_is_refused(tmp_path, monkeypatch, linked):
     real_trash = make_trash(elsewhere)
     add_entry(real_trash, "victim", days_ago=100)
     home = tmp_path / "home"
-    chain = {".local": home / ".local", "share": home / ".local" / "share", "Trash": home / ".local" / "share" / "Trash"}
+    chain = {
+        ".local": home / ".local",
+        "share": home / ".local" / "share",
+        "Trash": home / ".local" / "share" / "Trash",
+    }
     target = {".local": elsewhere / ".local", "share": elsewhere / ".local" / "share", "Trash": real_trash}[linked]
     chain[linked].parent.mkdir(parents=True, exist_ok=True)
     chain[linked].symlink_to(target)
@@ -355,12 +370,20 @@ def test_home_walk_uses_the_password_database(tmp_path, monkeypatch):
     for name in ("ann", "ben", "nobody-home"):
         home = tmp_path / name
         home.mkdir()
-        homes.append(pwd.struct_passwd((name, "x", os.getuid() if os.getuid() >= 1000 else 1000 + len(homes), 0, "", str(home), "/bin/sh")))
+        homes.append(
+            pwd.struct_passwd(
+                (name, "x", os.getuid() if os.getuid() >= 1000 else 1000 + len(homes), 0, "", str(home), "/bin/sh")
+            )
+        )
     add_entry(make_trash(tmp_path / "ann"), "a", days_ago=50)
     add_entry(make_trash(tmp_path / "ben"), "b", days_ago=50)
     system = pwd.struct_passwd(("daemon", "x", 1, 1, "", str(tmp_path / "ann"), "/bin/sh"))
     monkeypatch.setattr(tc.pwd, "getpwall", lambda: [system] + homes)
-    monkeypatch.setattr(tc, "_open_trash_for_home", lambda home, uid: os.open(os.path.join(home, *tc.TRASH_RELATIVE), os.O_RDONLY | os.O_DIRECTORY))
+    monkeypatch.setattr(
+        tc,
+        "_open_trash_for_home",
+        lambda home, uid: os.open(os.path.join(home, *tc.TRASH_RELATIVE), os.O_RDONLY | os.O_DIRECTORY),
+    )
     result = tc.Cleaner(tc.Options(older_than_days=30)).run()
     assert [t["status"] for t in result["trash_dirs"]] == ["cleaned", "cleaned", "absent"]
     assert result["entries_removed"] == 2
@@ -544,20 +567,16 @@ def test_main_cli_overrides_config(tmp_path):
 
 @pytest.mark.parametrize(
     "argv",
-    [["--older-than-days", "-1", "--path", "/tmp/x"], ["--path", "relative/Trash"], ["--config", "/nonexistent/trash.json"]],
+    [
+        ["--older-than-days", "-1", "--path", "/tmp/x"],
+        ["--path", "relative/Trash"],
+        ["--config", "/nonexistent/trash.json"],
+    ],
 )
 def test_main_rejects_bad_settings(argv):
-    with pytest.raises(SystemExit) if "--config" in argv else _noop():
+    with pytest.raises(SystemExit) if "--config" in argv else nullcontext():
         rc, _, _ = run_main(argv)
         assert rc == 2
-
-
-class _noop:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _fake_homes(tmp_path, monkeypatch, names):
@@ -569,7 +588,11 @@ def _fake_homes(tmp_path, monkeypatch, names):
         add_entry(make_trash(home), name + "-old", days_ago=50)
         accounts.append(pwd.struct_passwd((name, "x", 1000 + i, 0, "", str(home), "/bin/sh")))
     monkeypatch.setattr(tc.pwd, "getpwall", lambda: accounts)
-    monkeypatch.setattr(tc, "_open_trash_for_home", lambda home, uid: os.open(os.path.join(home, *tc.TRASH_RELATIVE), os.O_RDONLY | os.O_DIRECTORY))
+    monkeypatch.setattr(
+        tc,
+        "_open_trash_for_home",
+        lambda home, uid: os.open(os.path.join(home, *tc.TRASH_RELATIVE), os.O_RDONLY | os.O_DIRECTORY),
+    )
     return accounts
 
 
@@ -594,7 +617,9 @@ def test_main_no_config_ignores_the_config_file(tmp_path, monkeypatch):
     # The default config file (older_than_days 1000) would keep everything.
     rc, out, _ = run_main(["--json", "--dry-run", "--path", str(extra)])
     assert rc == 0 and json.loads(out)["entries_kept"] == 1
-    rc, out, _ = run_main(["--no-config", "--json", "--dry-run", "--path", str(extra), "--all-users", "--older-than-days", "30"])
+    rc, out, _ = run_main(
+        ["--no-config", "--json", "--dry-run", "--path", str(extra), "--all-users", "--older-than-days", "30"]
+    )
     result = json.loads(out)
     assert rc == 0 and result["entries_removed"] == 2 and result["entries_kept"] == 0
     assert run_main(["--no-config", "--config", str(config)])[0] == 2

@@ -64,20 +64,37 @@ def test_readme_defaults_match():
 
 def _validate(tmp_path, **overrides):
     playbook = tmp_path / "validate.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Validate trash_cleanup inputs",
-        "hosts": "localhost",
-        "connection": "local",
-        "gather_facts": False,
-        "tasks": [{"name": "Validate", "ansible.builtin.import_role": {"name": "trash_cleanup", "tasks_from": "validate"}}],
-    }]))
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Validate trash_cleanup inputs",
+                    "hosts": "localhost",
+                    "connection": "local",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Validate",
+                            "ansible.builtin.import_role": {"name": "trash_cleanup", "tasks_from": "validate"},
+                        }
+                    ],
+                }
+            ]
+        )
+    )
     extra = tmp_path / "extra.yml"
     extra.write_text(yaml.safe_dump(overrides))
     bindir = os.path.dirname(sys.executable)
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(REPO / "roles"),
                ANSIBLE_NOCOLOR="1", PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-    proc = subprocess.run([os.path.join(bindir, "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"@{extra}"],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    proc = subprocess.run(
+        [os.path.join(bindir, "ansible-playbook"), "-i", "localhost,", str(playbook), "-e", f"@{extra}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     return proc.returncode, proc.stdout + proc.stderr
 
 

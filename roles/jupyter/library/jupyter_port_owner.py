@@ -9,7 +9,7 @@ short_description: Find the processes and systemd units listening on a TCP port
 description:
   - Reads C(/proc/net/tcp) and C(/proc/net/tcp6) for sockets in LISTEN state on I(port), then
     finds the processes holding them and the systemd unit each belongs to (from its cgroup).
-  - Works where root lacks CAP_SYS_PTRACE (containers), where C(ss -p) shows no process: the
+  - Works where root lacks CAP_SYS_PTRACE (containers), where C(ss -p) shows no process; the
     socket's owner is searched for under that owner's own uid.
   - Read-only; supports check mode.
 options:
