@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -77,3 +78,21 @@ def test_modules_that_take_auth_options_document_them():
             assert options[name].get("type", "str") == spec.get("type", "str"), (module.stem, name)
             assert bool(options[name].get("required")) == bool(spec.get("required")), (module.stem, name)
             assert sorted(options[name].get("choices") or []) == sorted(spec.get("choices") or []), (module.stem, name)
+
+
+def test_one_license_everywhere():
+    """LICENSE, every role's galaxy_info and every file's license header name GPL-3.0-or-later."""
+    first_lines = (REPO / "LICENSE").read_text().split()[:6]
+    assert first_lines == ["GNU", "GENERAL", "PUBLIC", "LICENSE", "Version", "3,"], first_lines
+    for meta in sorted(REPO.glob("roles/*/meta/main.yml")):
+        license_ = yaml.safe_load(meta.read_text())["galaxy_info"]["license"]
+        assert license_ == "GPL-3.0-or-later", f"{meta.relative_to(REPO)}: license {license_}"
+    ours = [p for p in REPO.rglob("*") if p.is_file() and p.suffix in (".py", ".j2", ".yml", ".sh", "")
+            and p.name != "LICENSE"
+            and not {".git", ".venv", ".cache", ".sandbox", "artifacts"} & set(p.relative_to(REPO).parts)]
+    for path in ours:
+        head = "\n".join(path.read_text(errors="replace").splitlines()[:10])
+        for other in ("Apache License", "Apache-2.0", "MIT License", "BSD-2-Clause", "BSD-3-Clause", "GPL-2.0"):
+            assert other not in head, f"{path.relative_to(REPO)}: header names {other}"
+        if "General Public License" in head:
+            assert "General Public License v3.0+" in head, f"{path.relative_to(REPO)}: not GPL v3.0+"

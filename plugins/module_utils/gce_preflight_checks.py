@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Preflight checks of a GPU VM request: local validation, then read-only Compute API checks.
 
 Every refusal names the variable to change and how to fix it. Local checks (names, types,

@@ -1,4 +1,5 @@
 # -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Cost estimate of a Compute Engine GPU VM from a dated price table.
 
 The table (roles/gce_preflight/files/prices.yml) gives per-region prices of a vCPU hour, a GiB of
