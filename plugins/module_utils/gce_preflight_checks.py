@@ -35,7 +35,7 @@ VARIABLES = {
     "ssh_public_key": "gce_vm_ssh_public_key",
     "ssh_user": "gce_vm_ssh_user",
     "budget_monthly_usd": "gce_budget_monthly_usd",
-    "firewall_ports": "gce_vm_firewall_ports",
+    "jupyter_port": "jupyter_port",
 }
 
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -51,7 +51,8 @@ SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced")
 IAP_RANGE = "35.235.240.0/20"
-JUPYTER_PORT = 8080
+# The ports gce_vm's firewall rule opens (roles/gce_vm/tasks/firewall.yml): SSH only.
+FIREWALL_PORTS = (22,)
 
 # GPUs that attach to N1 machine types, with the counts Compute Engine accepts.
 N1_GPU_COUNTS = {
@@ -325,11 +326,14 @@ def _access_rules(p, out):
                         "%s opens SSH to the whole Internet. Use your own address (e.g. "
                         "203.0.113.7/32) or gce_vm_access: iap; set gce_vm_allow_public_ssh: true "
                         "only if you really mean it." % cidr)
-    ports = [int(x) for x in (p.get("firewall_ports") or []) if str(x).isdigit()]
-    if JUPYTER_PORT in ports:
-        _refuse(out, "jupyter_port", "firewall_ports",
-                "opens port %d: Jupyter is reached through the SSH tunnel "
-                "(ssh -L 8080:localhost:8080), never directly. Remove %d." % (JUPYTER_PORT, JUPYTER_PORT))
+    opened = [int(x) for x in (p.get("firewall_ports") or FIREWALL_PORTS) if str(x).isdigit()]
+    port = p.get("jupyter_port")
+    if port is not None and str(port).isdigit() and int(port) in opened:
+        _refuse(out, "jupyter_port", "jupyter_port",
+                "%s is a port the VM's firewall opens to the SSH source ranges (tcp %s): Jupyter "
+                "would answer from outside there. It is reached through the SSH tunnel "
+                "(ssh -L %s:localhost:%s) instead; set jupyter_port to a port of 1024 or more, e.g. 8080."
+                % (port, ", ".join(str(x) for x in opened), port, port))
     key = (p.get("ssh_public_key") or "").strip()
     if access == "ssh":
         if not key:

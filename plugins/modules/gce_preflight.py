@@ -54,7 +54,15 @@ options:
   labels: {description: Instance labels., type: dict, default: {}}
   ssh_source_ranges: {description: CIDRs allowed to reach SSH., type: list, elements: str, default: []}
   allow_public_ssh: {description: Accept 0.0.0.0/0 as SSH source., type: bool, default: false}
-  firewall_ports: {description: TCP ports the firewall would open., type: list, elements: raw, default: [22]}
+  firewall_ports:
+    description: TCP ports the VM's firewall rule opens (gce_vm opens SSH only).
+    type: list
+    elements: raw
+    default: [22]
+  jupyter_port:
+    description: The port Jupyter listens on (the user's C(jupyter_port)); refused when the firewall opens it.
+    type: int
+    default: 8080
   access: {description: ssh, oslogin or iap., type: str, default: ssh}
   ssh_public_key: {description: OpenSSH public key for C(access=ssh)., type: str, default: ""}
   ssh_user: {description: User of the ssh-keys metadata entry., type: str, default: jupyter}
@@ -339,6 +347,7 @@ def main():
         ssh_source_ranges=dict(type="list", elements="str", default=[]),
         allow_public_ssh=dict(type="bool", default=False),
         firewall_ports=dict(type="list", elements="raw", default=[22]),
+        jupyter_port=dict(type="int", default=8080),
         access=dict(type="str", default="ssh"),
         ssh_public_key=dict(type="str", default="", no_log=False),
         ssh_user=dict(type="str", default="jupyter"),

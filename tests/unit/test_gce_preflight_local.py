@@ -56,7 +56,8 @@ BAD = [
     ({"ssh_source_ranges": ["10.0.0.1/8"]}, "gce_vm_ssh_source_ranges", "10.0.0.0/8"),
     ({"ssh_source_ranges": ["my-laptop"]}, "gce_vm_ssh_source_ranges", "CIDR"),
     ({"ssh_source_ranges": []}, "gce_vm_ssh_source_ranges", "iap"),
-    ({"firewall_ports": [22, 8080]}, "gce_vm_firewall_ports", "tunnel"),
+    ({"jupyter_port": 22}, "jupyter_port", "tunnel"),
+    ({"jupyter_port": 8080, "firewall_ports": [22, 8080]}, "jupyter_port", "e.g. 8080"),
     ({"access": "vpn"}, "gce_vm_access", "iap"),
     ({"ssh_public_key": ""}, "gce_vm_ssh_public_key", "id_ed25519.pub"),
     ({"ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----"}, "gce_vm_ssh_public_key", "private key"),
@@ -181,3 +182,29 @@ def test_cidrs_with_host_bits_get_the_network_suggested(address, prefix):
         assert refusals == []
     else:
         assert any("Did you mean %s?" % network in r.message for r in refusals)
+
+
+def _settable_variables():
+    """Variables a user sets: group_vars, inventories' group_vars, roles' defaults and argument specs."""
+    import glob
+
+    import yaml
+
+    names = set()
+    patterns = ("group_vars/all/*.yml", "inventories/*/group_vars/all/*.yml", "roles/*/defaults/main.yml")
+    for path in (p for pattern in patterns for p in glob.glob(os.path.join(ROOT, pattern))):
+        with open(path) as f:
+            names |= set(yaml.safe_load(f) or {})
+    for path in glob.glob(os.path.join(ROOT, "roles", "*", "meta", "argument_specs.yml")):
+        with open(path) as f:
+            for entry in (yaml.safe_load(f) or {}).get("argument_specs", {}).values():
+                names |= set(entry.get("options") or {})
+    return names
+
+
+def test_every_refusal_names_a_variable_the_user_sets():
+    settable = _settable_variables()
+    named = set(pc.VARIABLES.values()) | {b[1] for b in BAD}
+    unknown = sorted(v for v in named if v not in settable)
+    assert not unknown, "refusals would name variables nobody can set: %s" % unknown
+
