@@ -22,8 +22,7 @@ schema-validated) body and returns (http_status, json_body) or raises ApiError.
 from __future__ import annotations
 
 from .catalog_resources import CatalogMixin
-from .common import (ComputeBase, RetryAfter, check_labels, check_name, now_rfc3339, parse_ref,
-                     public)
+from .common import ComputeBase, RetryAfter, check_labels, check_name, now_rfc3339, parse_ref, public
 from .disks import DisksMixin
 from .faults import Faults
 from .firewalls import FirewallsMixin

@@ -11,6 +11,7 @@ from ..errors import (
     not_found,
 )
 from .common import parse_ref
+from .emulated import UNEMULATED_DISK_TYPES, not_emulated
 
 
 class CatalogMixin:
@@ -178,6 +179,8 @@ class CatalogMixin:
     def h_diskTypes__get(self, p, q, body):
         z, n = p["zone"], p["diskType"]
         self.check_zone(z)
+        if n in UNEMULATED_DISK_TYPES:
+            raise not_emulated(f"Disk type '{n}'", "compute.diskTypes.get")
         if n not in catalog.DISK_TYPES:
             raise not_found(self.res_path(f"zones/{z}/diskTypes/{n}"))
         return 200, self.disk_type_resource(z, n)

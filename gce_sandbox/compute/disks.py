@@ -14,6 +14,7 @@ from ..errors import (
     invalid_field,
 )
 from .common import check_labels, check_name, new_fingerprint, now_rfc3339, parse_ref, public, same_fingerprint
+from .emulated import ANY, DISK, LABELS, check_fields
 
 
 class DisksMixin:
@@ -48,6 +49,7 @@ class DisksMixin:
 
     # ---- disks -------------------------------------------------------------------------
     def h_disks__insert(self, p, q, body):
+        check_fields(body, DISK, "resource", "compute.disks.insert")
         zone = p["zone"]
         self.check_zone(zone, resource=True)
         name = body.get("name")
@@ -63,6 +65,8 @@ class DisksMixin:
                                 f"Requested disk size cannot be smaller than the image size ({image['diskSizeGb']} GB)")
         check_labels(body.get("labels"), "resource.labels")
         disk = self._disk_record(zone, name, size, dtype, image, body.get("labels") or {})
+        if body.get("description"):
+            disk["description"] = body["description"]
         metric = "SSD_TOTAL_GB" if catalog.DISK_TYPES[dtype]["ssd"] else "DISKS_TOTAL_GB"
         errors = self.quota_errors(catalog.region_of(zone), {metric: size})
         if errors:
@@ -103,6 +107,7 @@ class DisksMixin:
         return self.op_response(op)
 
     def h_disks__resize(self, p, q, body):
+        check_fields(body, {"sizeGb": ANY}, "", "compute.disks.resize")
         disk = self.get_disk(p["zone"], p["disk"])
         new = int(body.get("sizeGb", 0))
         old = int(disk["sizeGb"])
@@ -125,6 +130,7 @@ class DisksMixin:
         return self.op_response(self.new_operation("resize", disk["selfLink"], disk["id"], zone=p["zone"]))
 
     def h_disks__setLabels(self, p, q, body):
+        check_fields(body, LABELS, "", "compute.disks.setLabels")
         disk = self.get_disk(p["zone"], p["resource"])
         if not same_fingerprint(body.get("labelFingerprint"), disk["labelFingerprint"]):
             raise ApiError(412, "Labels fingerprint either invalid or resource labels have changed",

@@ -12,6 +12,7 @@ from ..errors import (
     not_found,
 )
 from .common import check_name, now_rfc3339, public
+from .emulated import FIREWALL, check_fields
 
 
 class FirewallsMixin:
@@ -60,6 +61,7 @@ class FirewallsMixin:
         return record
 
     def h_firewalls__insert(self, p, q, body):
+        check_fields(body, FIREWALL, "resource", "compute.firewalls.insert")
         self.check_project(p["project"])
         name = body.get("name")
         check_name(name)
@@ -87,6 +89,7 @@ class FirewallsMixin:
                                                    on_done={"action": "delete_firewall", "name": p["firewall"]}))
 
     def h_firewalls__patch(self, p, q, body):
+        check_fields(body, FIREWALL, "resource", "compute.firewalls.patch")
         fw = self.firewalls().get(p["firewall"])
         if fw is None:
             raise not_found(self.res_path(f"global/firewalls/{p['firewall']}"))
@@ -102,6 +105,7 @@ class FirewallsMixin:
         return self.op_response(self.new_operation("patch", fw["selfLink"], fw["id"]))
 
     def h_firewalls__update(self, p, q, body):
+        check_fields(body, FIREWALL, "resource", "compute.firewalls.update")
         fw = self.firewalls().get(p["firewall"])
         if fw is None:
             raise not_found(self.res_path(f"global/firewalls/{p['firewall']}"))

@@ -11,6 +11,7 @@ from ..errors import (
     invalid_field,
 )
 from .common import NAME_RE, check_labels, new_fingerprint, public, same_fingerprint
+from .emulated import ANY, GUEST_ACCELERATORS, LABELS, METADATA, SCHEDULING, check_fields
 
 
 class InstanceUpdatesMixin:
@@ -20,6 +21,7 @@ class InstanceUpdatesMixin:
         return self.op_response(self.new_operation(op_type, inst["selfLink"], inst["id"], zone=zone))
 
     def h_instances__setMachineType(self, p, q, body):
+        check_fields(body, {"machineType": ANY}, "", "compute.instances.setMachineType")
         inst = self.get_instance(p["zone"], p["instance"])
         if inst["status"] != "TERMINATED":
             # GCE: "Instance 'x' must be stopped before you can change its machine type." with
@@ -43,6 +45,7 @@ class InstanceUpdatesMixin:
         return self._simple_op(inst, "setMachineType", p["zone"])
 
     def h_instances__setMachineResources(self, p, q, body):
+        check_fields(body, {"guestAccelerators": GUEST_ACCELERATORS}, "", "compute.instances.setMachineResources")
         inst = self.get_instance(p["zone"], p["instance"])
         if inst["status"] != "TERMINATED":
             raise ApiError(400, f"Invalid resource usage: 'Instance '{inst['name']}' must be stopped before "
@@ -59,6 +62,7 @@ class InstanceUpdatesMixin:
         return self._simple_op(inst, "setMachineResources", p["zone"])
 
     def h_instances__setScheduling(self, p, q, body):
+        check_fields(body, SCHEDULING, "", "compute.instances.setScheduling")
         inst = self.get_instance(p["zone"], p["instance"])
         merged = {k: v for k, v in inst["scheduling"].items()}
         merged.update(body)
@@ -75,6 +79,7 @@ class InstanceUpdatesMixin:
         return self._simple_op(inst, "setScheduling", p["zone"])
 
     def h_instances__setMetadata(self, p, q, body):
+        check_fields(body, METADATA, "", "compute.instances.setMetadata")
         inst = self.get_instance(p["zone"], p["instance"])
         if not same_fingerprint(body.get("fingerprint"), inst["metadata"]["fingerprint"]):
             raise fingerprint_mismatch("metadata")
@@ -94,6 +99,7 @@ class InstanceUpdatesMixin:
             hook(public(inst))
 
     def h_instances__setLabels(self, p, q, body):
+        check_fields(body, LABELS, "", "compute.instances.setLabels")
         inst = self.get_instance(p["zone"], p["instance"])
         if not same_fingerprint(body.get("labelFingerprint"), inst["labelFingerprint"]):
             # GCE answers 412 conditionNotMet with "Labels fingerprint either invalid or resource labels have changed"
@@ -108,6 +114,7 @@ class InstanceUpdatesMixin:
         return self._simple_op(inst, "setLabels", p["zone"])
 
     def h_instances__setTags(self, p, q, body):
+        check_fields(body, {"items": ANY, "fingerprint": ANY}, "", "compute.instances.setTags")
         inst = self.get_instance(p["zone"], p["instance"])
         if not same_fingerprint(body.get("fingerprint"), inst["tags"]["fingerprint"]):
             raise fingerprint_mismatch("tags")
@@ -120,6 +127,7 @@ class InstanceUpdatesMixin:
         return self._simple_op(inst, "setTags", p["zone"])
 
     def h_instances__setServiceAccount(self, p, q, body):
+        check_fields(body, {"email": ANY, "scopes": ANY}, "", "compute.instances.setServiceAccount")
         inst = self.get_instance(p["zone"], p["instance"])
         if inst["status"] != "TERMINATED":
             raise ApiError(400, "Invalid resource usage: 'The instance must be stopped before its service account "

@@ -17,6 +17,7 @@ from ..errors import (
     operation_error,
 )
 from .common import NAME_RE, check_labels, check_name, metadata_value, new_fingerprint, now_rfc3339, parse_ref, public
+from .emulated import CATALOG_SERIES, INSTANCE, UNEMULATED_ACCELERATORS, check_fields, check_query, not_emulated
 
 
 class InstancesMixin:
@@ -31,6 +32,10 @@ class InstancesMixin:
         mzone, name = m.group(1) or zone, m.group(2)
         if mzone != zone:
             raise invalid_field(field, ref, f"Machine type must be in zone '{zone}'.")
+        if name not in catalog.MACHINE_TYPES and "-" in name and name.rsplit("-", 1)[0] not in CATALOG_SERIES:
+            # A real GCE type (n2-standard-8, a3-highgpu-8g, custom-4-16384, ...) the catalog lacks: GCE
+            # would create it, so its "does not exist" would mislead.
+            raise not_emulated(f"Machine type '{name}' ({field})", "compute.instances")
         if name not in catalog.machine_types_in(zone):
             # GCE wording: "Machine type with name 'x' does not exist in zone 'z'."
             raise invalid_field(field, ref, f"Machine type with name '{name}' does not exist in zone '{zone}'.")
@@ -41,18 +46,11 @@ class InstancesMixin:
         out = []
         family = mt["family"]
         if accels and family != "n1":
-            # GCE refuses GPUs on machine families that do not take attached GPUs; for A2/G2 the
-            # GPUs are part of the machine type ("[a2-highgpu-1g, nvidia-tesla-t4] features are not
-            # compatible for creating instance." is the text users report).
+            # Only N1 takes attached GPUs (A2/G2 have them built in, E2 has none). GCE's 400, as users
+            # quote it: "[e2-standard-2, nvidia-tesla-t4] features are not compatible for creating
+            # instance." (GPU machine types page: "you can attach GPUs only to N1 machine types").
             names = ", ".join(parse_ref(a.get("acceleratorType", ""))[1].rsplit("/", 1)[-1] for a in accels)
-            if mt.get("gpu"):
-                raise invalid_field(f"{field}[0].acceleratorType", accels[0].get("acceleratorType", ""),
-                                    f"[{machine}, {names}] features are not compatible for creating instance. "
-                                    f"Machine type {machine} has built-in accelerators "
-                                    f"({mt['gpu'][1]} x {mt['gpu'][0]}); guestAccelerators must not be set.")
-            raise invalid_field(f"{field}[0].acceleratorType", accels[0].get("acceleratorType", ""),
-                                f"[{machine}, {names}] features are not compatible for creating instance. "
-                                f"Accelerators can only be attached to N1 machine types.")
+            raise bad_request(f"[{machine}, {names}] features are not compatible for creating instance.", "invalid")
         for i, acc in enumerate(accels):
             ref = acc.get("acceleratorType", "")
             project, rest = parse_ref(ref)
@@ -60,9 +58,13 @@ class InstancesMixin:
             if not m:
                 raise invalid_field(f"{field}[{i}].acceleratorType", ref, "Invalid accelerator type URL.")
             azone, name = m.group(1) or zone, m.group(2)
+            if name in UNEMULATED_ACCELERATORS:
+                raise not_emulated(f"Accelerator type '{name}' ({field}[{i}].acceleratorType)", "compute.instances")
             if azone != zone or name not in catalog.ZONES.get(zone, []):
-                raise invalid_field(f"{field}[{i}].acceleratorType", ref,
-                                    f"Accelerator type '{name}' is not available in zone '{zone}'.")
+                # GCE resolves the reference and answers as for any missing resource; users quote it for
+                # a GPU the zone does not offer: "The resource 'projects/P/zones/Z/acceleratorTypes/T'
+                # was not found" (GPU regions and zones page lists what each zone offers).
+                raise not_found(self.res_path(f"zones/{azone}/acceleratorTypes/{name}"))
             info = catalog.ACCELERATORS[name]
             count = int(acc.get("acceleratorCount", 0))
             if not info["counts"]:
@@ -118,6 +120,8 @@ class InstancesMixin:
         return out
 
     def h_instances__insert(self, p, q, body):
+        check_fields(body, INSTANCE, "resource", "compute.instances.insert")
+        check_query(q, ("sourceInstanceTemplate", "sourceMachineImage"), "compute.instances.insert")
         zone = p["zone"]
         self.check_project(p["project"])
         self.check_zone(zone, resource=True)

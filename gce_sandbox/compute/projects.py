@@ -9,6 +9,7 @@ from ..errors import (
     fingerprint_mismatch,
 )
 from .common import new_fingerprint, public, same_fingerprint
+from .emulated import METADATA, check_fields
 
 
 class ProjectsMixin:
@@ -33,6 +34,7 @@ class ProjectsMixin:
         return 200, self.project_resource()
 
     def h_projects__setCommonInstanceMetadata(self, p, q, body):
+        check_fields(body, METADATA, "", "compute.projects.setCommonInstanceMetadata")
         meta = self.state.setdefault("common_metadata", {"kind": "compute#metadata",
                                                          "fingerprint": new_fingerprint(), "items": []})
         if not same_fingerprint(body.get("fingerprint"), meta["fingerprint"]):

@@ -85,3 +85,121 @@ def test_gcloud_create_with_its_default_image_flags(sb, tmp_path):
     # gcloud sends the family view as the source image; the disk is made from the family's image.
     disk = sb.api("GET", zpath("disks/plain"))
     assert "/projects/debian-cloud/global/images/" in disk["sourceImage"], disk["sourceImage"]
+
+
+def test_gpu_the_zone_does_not_offer_is_a_missing_resource(sb):
+    # GCE resolves the accelerator type like any reference; users quote its answer for a GPU a zone
+    # lacks: "The resource 'projects/P/zones/Z/acceleratorTypes/T' was not found" (which zone offers
+    # which GPU: Google's "GPU regions and zones" page).
+    status, err = refused(sb, "POST", zpath("instances", "us-east1-b"), vm_body(zone="us-east1-b"))
+    assert (status, err["errors"][0]["reason"]) == (404, "notFound")
+    assert err["message"] == (f"The resource 'projects/{PROJECT}/zones/us-east1-b/acceleratorTypes/nvidia-tesla-t4' "
+                              "was not found")
+
+
+@pytest.mark.parametrize("machine", ["e2-standard-2", "a2-highgpu-1g"])
+def test_gpu_on_a_machine_that_takes_none_attached(sb, machine):
+    # GCE (400), as users quote it: "[e2-standard-2, nvidia-tesla-t4] features are not compatible for
+    # creating instance." Google's GPU machine types page: GPUs attach to N1 only; A2/G2 have theirs built in.
+    status, err = refused(sb, "POST", zpath("instances"), vm_body(machine=machine))
+    assert status == 400
+    assert err["message"] == f"[{machine}, nvidia-tesla-t4] features are not compatible for creating instance."
+
+
+# ---- what the sandbox does not emulate: 501 naming the method or field, never GCE's words ----------
+# Each of these GCE accepts and acts on (source: the Compute Engine v1 API reference page of the method
+# or field named); the sandbox must neither refuse it as GCE would refuse something else nor drop it.
+
+def _with_disk(**attached):
+    body = vm_body()
+    body["disks"].append(attached)
+    return body
+
+
+def _boot_disk(**extra):
+    body = vm_body()
+    body["disks"][0].update(extra)
+    return body
+
+
+def _nic(**extra):
+    body = vm_body()
+    body["networkInterfaces"][0].update(extra)
+    return body
+
+
+NOT_EMULATED_METHODS = [
+    # (method id, HTTP method, path, body)  -- reference: instances.attachDisk, .detachDisk, .setDiskAutoDelete,
+    # addresses.insert/.list, networks.insert, subnetworks.insert
+    ("compute.instances.attachDisk", "POST", zpath("instances/vm1/attachDisk"), {"source": zpath("disks/data")}),
+    ("compute.instances.detachDisk", "POST", zpath("instances/vm1/detachDisk?deviceName=data"), None),
+    ("compute.instances.setDiskAutoDelete", "POST",
+     zpath("instances/vm1/setDiskAutoDelete?autoDelete=false&deviceName=persistent-disk-0"), None),
+    ("compute.addresses.insert", "POST", f"/compute/v1/projects/{PROJECT}/regions/us-central1/addresses",
+     {"name": "jupyter-ip"}),
+    ("compute.addresses.list", "GET", f"/compute/v1/projects/{PROJECT}/regions/us-central1/addresses", None),
+    ("compute.networks.insert", "POST", f"/compute/v1/projects/{PROJECT}/global/networks",
+     {"name": "private", "autoCreateSubnetworks": False}),
+    ("compute.subnetworks.insert", "POST", f"/compute/v1/projects/{PROJECT}/regions/us-central1/subnetworks",
+     {"name": "private", "network": "global/networks/private", "ipCidrRange": "10.0.0.0/24"}),
+]
+
+
+@pytest.mark.parametrize("method_id,verb,path,body", NOT_EMULATED_METHODS, ids=[m[0] for m in NOT_EMULATED_METHODS])
+def test_methods_the_sandbox_does_not_emulate_answer_501(sb, method_id, verb, path, body):
+    create_vm(sb)
+    status, err = refused(sb, verb, path, body)
+    assert (status, err["errors"][0]["reason"]) == (501, "notImplemented"), err
+    assert method_id in err["message"]
+
+
+NOT_EMULATED_FIELDS = [
+    # (case, request path, body, what the 501 names)
+    # AttachedDisk.diskEncryptionKey: customer-supplied/managed encryption keys.
+    ("diskEncryptionKey", zpath("instances"), _boot_disk(diskEncryptionKey={"rawKey": "c2VjcmV0"}),
+     "'resource.disks[0].diskEncryptionKey'"),
+    ("sourceImageEncryptionKey", zpath("instances"),
+     _boot_disk(initializeParams=dict(vm_body()["disks"][0]["initializeParams"],
+                                      sourceImageEncryptionKey={"kmsKeyName": "k"})),
+     "'resource.disks[0].initializeParams.sourceImageEncryptionKey'"),
+    # Local SSDs: AttachedDisk.type SCRATCH with diskTypes/local-ssd.
+    ("local-ssd", zpath("instances"),
+     _with_disk(type="SCRATCH", autoDelete=True, interface="NVME",
+                initializeParams={"diskType": f"zones/{ZONE}/diskTypes/local-ssd"}),
+     "'resource.disks[1].type' = 'SCRATCH'"),
+    ("local-ssd disk type", zpath("disks"), {"name": "scratch", "type": f"zones/{ZONE}/diskTypes/local-ssd"},
+     "Disk type 'local-ssd'"),
+    ("hyperdisk", zpath("instances"),
+     _boot_disk(initializeParams=dict(vm_body()["disks"][0]["initializeParams"],
+                                      diskType=f"zones/{ZONE}/diskTypes/hyperdisk-balanced")),
+     "Disk type 'hyperdisk-balanced'"),
+    ("maxRunDuration", zpath("instances"),
+     vm_body(scheduling={"onHostMaintenance": "TERMINATE", "provisioningModel": "SPOT",
+                         "instanceTerminationAction": "DELETE", "maxRunDuration": {"seconds": "3600"}}),
+     "'resource.scheduling.maxRunDuration'"),
+    ("aliasIpRanges", zpath("instances"), _nic(aliasIpRanges=[{"ipCidrRange": "/24"}]),
+     "'resource.networkInterfaces[0].aliasIpRanges'"),
+    ("instance template", zpath("instances?sourceInstanceTemplate=global/instanceTemplates/t"), vm_body(),
+     "'sourceInstanceTemplate'"),
+    ("machine type outside the catalog", zpath("instances"), vm_body(machine="n2-standard-8", gpus=0),
+     "Machine type 'n2-standard-8'"),
+    ("GPU outside the catalog", zpath("instances"), vm_body(gpu="nvidia-h100-80gb"), "'nvidia-h100-80gb'"),
+    ("disk from a snapshot", zpath("disks"), {"name": "restored", "sourceSnapshot": "global/snapshots/s"},
+     "'resource.sourceSnapshot'"),
+]
+
+
+@pytest.mark.parametrize("case,path,body,named", NOT_EMULATED_FIELDS, ids=[f[0] for f in NOT_EMULATED_FIELDS])
+def test_fields_the_sandbox_cannot_honour_answer_501_and_create_nothing(sb, case, path, body, named):
+    status, err = refused(sb, "POST", path, body)
+    assert (status, err["errors"][0]["reason"]) == (501, "notImplemented"), err
+    assert named in err["message"], err["message"]
+    assert "not emulated by the sandbox" in err["message"]
+    state = sb.state()
+    assert not any(state.get("instances", {}).values()) and not any(state.get("disks", {}).values())
+
+
+def test_disk_type_get_of_a_real_type_the_catalog_lacks(sb):
+    status, err = refused(sb, "GET", zpath("diskTypes/local-ssd"))
+    assert status == 501 and "local-ssd" in err["message"]
+    assert sb.call("GET", zpath("diskTypes/pd-turbo"))[0] == 404
