@@ -19,6 +19,7 @@ VENV = "/opt/jupyter/venv"
 TOKEN_FILE = "/etc/jupyter/service/token"
 CONFIG_FILE = "/etc/jupyter/service/jupyter_server_config.py"
 PORT = 8080
+OLD_TOKEN = "planted-by-jupyter-0123456789abcdefghijklmnopqrstuv"
 TUNNEL_USER = "molecule-tunnel"
 
 
@@ -97,11 +98,27 @@ def test_listens_on_loopback_only(host):
 
 def test_token_file_is_private(host, token):
     f = host.file(TOKEN_FILE)
-    assert (f.user, f.group, f.mode) == ("jupyter", "jupyter", 0o600)
+    assert (f.user, f.group, f.mode) == ("root", "jupyter", 0o640)
     assert len(token) >= 32
+    # prepare.yml left a token file of jupyter's own, as earlier versions of the role did:
+    # replaced, never kept.
+    assert token != OLD_TOKEN
     config = host.file(CONFIG_FILE)
     assert (config.user, config.group, config.mode) == ("root", "jupyter", 0o640)
     assert token not in config.content_string
+
+
+def test_notebook_code_cannot_tamper_with_the_token(host, token):
+    """As jupyter (what notebook code runs as): read yes, rewrite, re-mode, replace no."""
+    assert host.check_output(f"runuser -u jupyter -- cat {TOKEN_FILE}") == token
+    for attempt in (f"sh -c ': > {TOKEN_FILE}'", f"chmod 0644 {TOKEN_FILE}",
+                    f"mv {TOKEN_FILE} {TOKEN_FILE}.old", f"ln -sf /dev/null {TOKEN_FILE}",
+                    f"touch {os.path.dirname(TOKEN_FILE)}/new"):
+        assert host.run(f"runuser -u jupyter -- {attempt}").rc != 0, attempt
+    f = host.file(TOKEN_FILE)
+    assert (f.user, f.mode, f.content_string.strip()) == ("root", 0o640, token)
+    d = host.file(os.path.dirname(TOKEN_FILE))
+    assert (d.user, d.group, d.mode) == ("root", "jupyter", 0o750)
 
 
 def test_token_never_reaches_the_journal(host, token):
