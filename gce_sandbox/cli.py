@@ -1,4 +1,4 @@
-"""Command line: python -m gce_sandbox {serve,start,stop,status,log,fault,quota,preempt,reset,env}."""
+"""Command line: python -m gce_sandbox {serve,start,stop,status,log,fault,quota,preempt,reset,timing,env}."""
 
 from __future__ import annotations
 
@@ -75,15 +75,24 @@ def _offline_state(state_dir: pathlib.Path):
     return Sandbox(state_dir, serving=False)
 
 
+def _timing(args) -> dict | None:
+    """--timing / --timing-scale (or GCE_SANDBOX_TIMING / _SCALE); None keeps the state's."""
+    if args.timing is None and args.timing_scale is None:
+        return None
+    from .compute.timing import settings
+
+    return settings(args.timing or "realistic", args.timing_scale)
+
+
 def cmd_serve(args) -> int:
     from .server import serve
 
-    serve(pathlib.Path(args.state_dir), args.port, args.project, args.vms)
+    serve(pathlib.Path(args.state_dir), args.port, args.project, args.vms, _timing(args))
     return 0
 
 
 def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, timeout: float = 60,
-          vms: str | None = None) -> dict:
+          vms: str | None = None, timing: dict | None = None) -> dict:
     state_dir.mkdir(parents=True, exist_ok=True)
     info = running(state_dir)
     if info:
@@ -95,6 +104,8 @@ def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, ti
         cmd += ["--project", project]
     if vms:
         cmd += ["--vms", vms]
+    if timing:
+        cmd += ["--timing", timing["profile"], "--timing-scale", str(timing["scale"])]
     env = dict(os.environ)
     pkg_root = str(pathlib.Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -114,7 +125,7 @@ def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, ti
 
 def cmd_start(args) -> int:
     state_dir = pathlib.Path(args.state_dir).resolve()
-    info = start(state_dir, args.port, args.project, vms=args.vms)
+    info = start(state_dir, args.port, args.project, vms=args.vms, timing=_timing(args))
     print(f"gce-sandbox running: {info['url']} (pid {info['pid']}, project {info['project']})")
     print(f"client environment: . {state_dir / 'env.sh'}   (also {state_dir / 'env.json'})")
     return 0
@@ -286,6 +297,19 @@ def cmd_reset(args) -> int:
     return 0
 
 
+def cmd_timing(args) -> int:
+    state_dir = pathlib.Path(args.state_dir).resolve()
+    info = running(state_dir)
+    if not info:
+        raise SystemExit(f"gce-sandbox: not running (state dir {state_dir}); start it with --timing instead")
+    if args.profile:
+        body = {"profile": args.profile, "scale": args.scale}
+        print(json.dumps(_admin(info["port"], "POST", "timing", body, state_dir=state_dir)))
+    else:
+        print(json.dumps(_admin(info["port"], "GET", "timing", state_dir=state_dir)))
+    return 0
+
+
 def cmd_env(args) -> int:
     state_dir = pathlib.Path(args.state_dir).resolve()
     print((state_dir / "env.sh").read_text(), end="")
@@ -305,16 +329,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    timing_help = ("how long operations run: instant (DONE at the next request; the default) or realistic "
+                   "(seconds, as on GCE, so every wait is exercised); default: $GCE_SANDBOX_TIMING, else what "
+                   "the state directory had, else instant")
+
+    def add_timing(p):
+        p.add_argument("--timing", choices=["instant", "realistic"], default=os.environ.get("GCE_SANDBOX_TIMING"),
+                       help=timing_help)
+        p.add_argument("--timing-scale", type=float, default=None,
+                       help="multiply realistic durations (0.1: ten times faster); implies --timing realistic")
+
     vms_help = ("what stands behind a VM: none (a record with addresses) or podman (a systemd container "
                 "reached over SSH); default: what the state directory had, else none")
     p = add("serve", cmd_serve, "run in the foreground")
     p.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: a free one)")
     p.add_argument("--project", default=None, help=f"project id (default {DEFAULT_PROJECT})")
     p.add_argument("--vms", choices=["none", "podman"], default=None, help=vms_help)
+    add_timing(p)
     p = add("start", cmd_start, "run in the background and write env.sh / env.json")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--project", default=None)
     p.add_argument("--vms", choices=["none", "podman"], default=None, help=vms_help)
+    add_timing(p)
     p = add("stop", cmd_stop, "stop the background server (the pid in server.json only); its VMs' containers stop")
     p.add_argument("--purge", action="store_true", help="also remove the containers of its VMs")
     add("status", cmd_status, "is it running, and what does it hold")
@@ -356,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", required=True)
     p.add_argument("--name", required=True)
     add("reset", cmd_reset, "forget every resource, fault and quota override")
+    p = add("timing", cmd_timing, "show or change how long operations run, on the running sandbox")
+    p.add_argument("profile", nargs="?", choices=["instant", "realistic"])
+    p.add_argument("--scale", type=float, default=1.0, help="multiply realistic durations")
     add("env", cmd_env, "print the client environment (env.sh)")
     return parser
 

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import catalog, cloudquotas, discovery
 from .compute import Compute, Faults, RetryAfter, now_rfc3339, public
+from .compute.timing import settings as timing_settings
 from .envfiles import (ADMIN_TOKEN_FILE, ADMIN_TOKEN_HEADER, DEFAULT_PROJECT, STATIC_TOKEN, ensure_admin_token,
                        ensure_service_account, ensure_ssh_key, write_client_files)
 from .errors import ApiError
@@ -80,7 +81,7 @@ class Sandbox:
     """All of the sandbox's state and logic, independent of the HTTP plumbing."""
 
     def __init__(self, state_dir: pathlib.Path, project: str | None = None, serving: bool = True,
-                 vms: str | None = None):
+                 vms: str | None = None, timing: dict | None = None):
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_path = self.state_dir / "state.json"
@@ -99,6 +100,10 @@ class Sandbox:
         # container per VM). Kept in the state, so a restart serves the same VMs.
         self.vms = vms or self.state.get("vm_backend", "none")
         self.state["vm_backend"] = self.vms
+        # How long operations run (compute/timing.py): the start's choice, else the state's, else
+        # instant. `reset` comes back to it, whatever an admin call set since.
+        self.timing_default = timing or self.state.get("timing") or timing_settings()
+        self.state["timing"] = self.timing_default
         self.backend = PodmanBackend(self.state, self.state_dir) if self.vms == "podman" else None
         self.service_account = ensure_service_account(self.state_dir, self.project)
         if serving and self.vms == "podman":
@@ -139,6 +144,7 @@ class Sandbox:
             self.state.clear()
             self.state.update(_new_state(self.project))
             self.state["vm_backend"] = self.vms
+            self.state["timing"] = self.timing_default
             self._wire()
             default_firewalls(self.compute)
             self.save()
@@ -607,6 +613,13 @@ class Handler(BaseHTTPRequestHandler):
                     op = sb.compute.preempt(body.get("zone", ""), body.get("name", ""))
                     sb.save()
                 self._send_json(200, op)
+            elif route == "timing" and method == "GET":
+                self._send_json(200, sb.state.get("timing") or {})
+            elif route == "timing" and method == "POST":
+                with sb.lock:
+                    sb.state["timing"] = timing_settings(body.get("profile", "instant"), body.get("scale"))
+                    sb.save()
+                self._send_json(200, sb.state["timing"])
             elif route == "reset" and method == "POST":
                 sb.reset()
                 self._send_json(200, {})
@@ -662,8 +675,9 @@ class SandboxServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def serve(state_dir: pathlib.Path, port: int = 0, project: str | None = None, vms: str | None = None) -> None:
-    sandbox = Sandbox(state_dir, project, vms=vms)
+def serve(state_dir: pathlib.Path, port: int = 0, project: str | None = None, vms: str | None = None,
+          timing: dict | None = None) -> None:
+    sandbox = Sandbox(state_dir, project, vms=vms, timing=timing)
     server = SandboxServer(sandbox, port)
     actual = server.server_address[1]
     write_client_files(sandbox.state_dir, actual, sandbox.project, sandbox.vms)
@@ -674,8 +688,10 @@ def serve(state_dir: pathlib.Path, port: int = 0, project: str | None = None, vm
     info = {"port": actual, "pid": os.getpid(), "project": sandbox.project, "url": f"http://127.0.0.1:{actual}",
             "started": now_rfc3339()}
     (sandbox.state_dir / "server.json").write_text(json.dumps(info, indent=1) + "\n")
+    timing = sandbox.state["timing"]
     print(f"gce-sandbox serving project {sandbox.project} on http://127.0.0.1:{actual} "
-          f"(state: {sandbox.state_dir})", flush=True)
+          f"(state: {sandbox.state_dir}; operations: {timing['profile']}"
+          f"{'' if timing.get('scale', 1.0) == 1.0 else ' x' + str(timing['scale'])})", flush=True)
     import signal
 
     def _stop(signum, frame):  # noqa: ARG001

@@ -37,10 +37,12 @@ class SandboxProcess:
     """Starts `python -m gce_sandbox serve` on a free port; stops it (its own pid only) on exit."""
 
     def __init__(self, state_dir: pathlib.Path, project: str = DEFAULT_PROJECT, startup_timeout: float = 30,
-                 vms: str = "none"):
+                 vms: str = "none", timing: str = "instant", timing_scale: float = 1.0):
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.project = project
         self.vms = vms   # "podman": every VM is a container, removed again by stop()
+        # "realistic": operations stay RUNNING for seconds (x timing_scale), as on GCE.
+        self.timing, self.timing_scale = timing, timing_scale
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -65,7 +67,8 @@ class SandboxProcess:
         self._log = open(self.state_dir / "server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gce_sandbox", "serve", "--state-dir", str(self.state_dir), "--port", "0",
-             "--project", self.project, "--vms", self.vms],
+             "--project", self.project, "--vms", self.vms, "--timing", self.timing,
+             "--timing-scale", str(self.timing_scale)],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
@@ -174,6 +177,10 @@ class SandboxProcess:
 
     def preempt(self, zone: str, name: str) -> None:
         self._admin("POST", "preempt", {"zone": zone, "name": name})
+
+    def set_timing(self, profile: str, scale: float = 1.0) -> dict:
+        """Change how long operations run until the next reset (which restores the start's timing)."""
+        return self._admin("POST", "timing", {"profile": profile, "scale": scale})
 
     def state(self) -> dict:
         return self._admin("GET", "state")

@@ -11,6 +11,7 @@ from .. import catalog
 from ..errors import (
     not_found,
 )
+from . import timing
 from .common import RetryAfter, now_rfc3339, public
 
 
@@ -51,8 +52,9 @@ class OperationsMixin:
             op["region"] = self.link(f"regions/{region}")
         if status_message:
             op["statusMessage"] = status_message
-        delay = self.faults.operation_delay()
-        op["_ready_at"] = time.time() + delay
+        delay = max(self.faults.operation_delay(), timing.duration(self.state.get("timing"), op_type, target_link))
+        op["_started_at"] = time.time()
+        op["_ready_at"] = op["_started_at"] + delay
         op["_on_done"] = on_done
         op["_error"] = error
         op["_http_error"] = list(http_error) if http_error else None
@@ -67,9 +69,16 @@ class OperationsMixin:
         now = time.time()
         changed = False
         for op in list(self.operations().values()):
-            if op["status"] != "DONE" and op["_ready_at"] <= now:
+            if op["status"] == "DONE":
+                continue
+            if op["_ready_at"] <= now:
                 self._finish(op)
                 changed = True
+            elif op["_ready_at"] > op.get("_started_at", now):
+                # GCE's progress moves in coarse steps while an operation runs.
+                started = op["_started_at"]
+                share = (now - started) / (op["_ready_at"] - started)
+                op["progress"] = min(90, int(share * 10) * 10)
         # Keep the operation table bounded.
         ops = self.operations()
         if len(ops) > 2000:

@@ -103,3 +103,20 @@ def test_http_errors_are_parsed(client):
                     {"machineType": f"zones/{ZONE}/machineTypes/n1-standard-8"})
     assert info.value.status == 400 and "must be stopped" in info.value.message
     assert client.get_or_none(client.zone_path(ZONE, "instances", "nope")) is None
+
+
+def test_realistic_operations_are_polled_until_done(sandbox, client):
+    """Under realistic timing (x0.25: a 3 s insert) the client waits on the zone operation with
+    growing intervals instead of finding it DONE at the first look."""
+    sandbox.set_timing("realistic", 0.25)
+    try:
+        sandbox.clear_requests()
+        started = time.monotonic()
+        op = create_vm(client, gpus=0)
+        elapsed = time.monotonic() - started
+    finally:
+        sandbox.set_timing("instant")
+    assert op["status"] == "DONE" and elapsed >= 2.5
+    polls = [r for r in sandbox.requests() if r["method"] == "GET" and "/operations/" in r["path"]]
+    assert len(polls) >= 3
+    assert client.get(client.zone_path(ZONE, "instances", "vm"))["status"] == "RUNNING"
