@@ -16,9 +16,14 @@ def instance(sandbox, name=NAME, zone=ZONE):
 
 
 def test_site_creates_the_gpu_vm_and_a_rerun_changes_nothing(sandbox):
+    sandbox.clear_requests()
     first = run_playbook("site.yml", sandbox)
     assert first.rc == 0, first
-    assert first.changed >= 2, first  # the API enabled, the firewall rule, the VM
+    # The three changes a fresh project needs, each made once: the API enabled, the firewall rule, the VM.
+    writes = [r["method_id"] for r in sandbox.requests(mutating=True)]
+    for method in ("serviceusage.services.enable", "compute.firewalls.insert", "compute.instances.insert"):
+        assert writes.count(method) == 1, (method, writes)
+    assert first.changed >= 3, first
 
     vm = instance(sandbox)
     assert vm["status"] == "RUNNING"
