@@ -68,10 +68,10 @@ def free_port() -> int:
 @contextmanager
 def tunnel(command: str):
     """Run the summary's tunnel command as printed; only the local port is a free one, so
-    parallel test workers never collide on 8080."""
+    parallel test workers never collide on 8080 (or a fleet's 8081, 8082, ...)."""
     argv = shlex.split(command)
     port = free_port()
-    argv = [a.replace("8080:localhost:", f"{port}:localhost:") for a in argv]
+    argv = [re.sub(r"^\d+:localhost:", f"{port}:localhost:", a) for a in argv]
     assert f"{port}:localhost:8080" in argv, argv
     proc = subprocess.Popen(argv[:1] + ["-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes"] + argv[1:],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
