@@ -237,7 +237,7 @@ def budget_refusal(cost, budget_monthly, variable="gce_budget_monthly_usd"):
     if cost["provisioning_model"] == "STANDARD" and cost["spot"]["monthly"] <= budget:
         cheaper = " A spot VM (gce_vm_provisioning_model: SPOT) would fit: ~$%.2f/month." % cost["spot"]["monthly"]
     return (
-        "Refusing to create the VM: its estimated cost ~$%.2f/month (%s, ~$%.2f/hour x %d h) exceeds "
+        "Refusing this VM shape: its estimated cost ~$%.2f/month (%s, ~$%.2f/hour x %d h) exceeds "
         "%s = %.2f. Choose a smaller machine type, fewer GPUs or spot, or raise %s.%s"
         % (
             cost["monthly"],

@@ -150,3 +150,14 @@ def test_usage_counts_against_the_limit(sandbox, preflight_playbook):
     assert result.rc != 0, result
     assert "Quota NVIDIA_T4_GPUS in us-central1 is short: limit 2, usage 2, available 0 < requested 1" in flat(result)
     assert sandbox.requests(mutating=True) == []
+
+
+def test_reconfigure_over_the_budget_is_refused_before_any_call(sandbox):
+    """The budget holds on every change: 2 x T4 on n1-standard-8 (~$802/month) against $750."""
+    sandbox.clear_requests()
+    result = run_playbook("playbooks/reconfigure.yml", sandbox,
+                          extra_vars={"gce_vm_gpu_count": 2, "gce_lifecycle_allow_stop": True})
+    assert result.rc != 0, result
+    assert "exceeds gce_budget_monthly_usd = 750.00" in flat(result), result
+    assert "~$802" in flat(result), result
+    assert sandbox.requests(mutating=True) == []
