@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import re
 import stat as st
@@ -355,90 +356,79 @@ def dest_problem(dest, owner_uid=0, group_gid=None, lstat=None):
         if st.S_ISLNK(sr.st_mode):
             return "goes through a symlink at %s (refusing to follow it as root)" % comp
     for comp, sr in entries:
-        if not st.S_ISDIR(sr.st_mode):
-            return "has a component that is not a directory: %s" % comp
-        if sr.st_uid not in trusted_uids:
-            return "has a component owned by uid %d, neither root nor the pull's owner: %s" % (sr.st_uid, comp)
-        if sr.st_mode & st.S_IWOTH and not (sr.st_mode & st.S_ISVTX and sr.st_uid == 0):
-            return "has a component writable by any user (without root's sticky bit): %s (mode %04o)" % (comp, st.S_IMODE(sr.st_mode))
-        if sr.st_mode & st.S_IWGRP and sr.st_gid not in trusted_gids:
-            return "has a component writable by group gid %d: %s (mode %04o)" % (
-                sr.st_gid, comp, st.S_IMODE(sr.st_mode))
+        why = _component_problem(comp, sr, trusted_uids, trusted_gids)
+        if why:
+            return why
     return None
 
 
-def open_dir_nofollow(path, dir_fd=None):
-    """Open ``path`` as a directory, component by component, refusing any symlink on the way.
+def _component_problem(comp, sr, trusted_uids, trusted_gids):
+    """dest_problem's rules for one existing component ``comp`` with stat result ``sr``."""
+    if not st.S_ISDIR(sr.st_mode):
+        return "has a component that is not a directory: %s" % comp
+    if sr.st_uid not in trusted_uids:
+        return "has a component owned by uid %d, neither root nor the pull's owner: %s" % (sr.st_uid, comp)
+    if sr.st_mode & st.S_IWOTH and not (sr.st_mode & st.S_ISVTX and sr.st_uid == 0):
+        return "has a component writable by any user (without root's sticky bit): %s (mode %04o)" % (
+            comp, st.S_IMODE(sr.st_mode))
+    if sr.st_mode & st.S_IWGRP and sr.st_gid not in trusted_gids:
+        return "has a component writable by group gid %d: %s (mode %04o)" % (
+            sr.st_gid, comp, st.S_IMODE(sr.st_mode))
+    return None
 
-    Relative paths are opened below ``dir_fd``. Raises OSError (ELOOP/ENOTDIR) on a symlink.
+
+def make_dest(dest, uid, gid, mode, owner_uid=0, group_gid=None, check=False):
+    """Create ``dest`` (and missing parents) as uid:gid with ``mode``, or give an existing dest
+    that owner and mode; return whether anything changed (would change, with ``check``).
+
+    Root does this on a path another user may control, so every step works on descriptors: each
+    component is opened relative to the previous one with O_NOFOLLOW, checked with fstat by
+    dest_problem's rules (``owner_uid``, ``group_gid``), created with mkdirat, re-owned with
+    fchown/fchmod. A component swapped for a symlink after dest_problem ran fails here with
+    ELOOP, never followed. Raises OSError, with the reason, on any problem.
     """
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-    segs = [s for s in path.split("/") if s]
-    if path.startswith("/"):
-        fd = os.open("/", flags)
-    elif dir_fd is not None:
-        fd = os.dup(dir_fd)
-    else:
-        fd = os.open(".", flags)
+    trusted_uids = {0, owner_uid, os.geteuid()}
+    trusted_gids = {0} if group_gid is None else {0, group_gid}
+    if not dest.startswith("/") or any(seg in (".", "..") for seg in dest.split("/")):
+        raise OSError(22, "dest must be an absolute path without '.' or '..'", dest)
+    comps = dest_components(dest)
+    fd = os.open("/", flags)
+    changed = False
     try:
-        for seg in segs:
-            if seg in (".", ".."):
-                raise OSError(22, "refusing '%s' in %s" % (seg, path))
-            nfd = os.open(seg, flags, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def chown_inside(dest, rel_paths, uid, gid):
-    """Give ``rel_paths`` (relative to dest) and the directories leading to them to uid:gid.
-
-    Walks from a descriptor of dest with O_NOFOLLOW at every step and changes ownership with
-    fchown/lchown-at, so a symlink anywhere (dest included) is never followed and nothing
-    outside dest is touched. Returns ``(changed, refused)``: paths re-owned, and
-    ``(path, reason)`` for the ones skipped (bad names, symlinks on the way, vanished files).
-    """
-    changed, refused = [], []
-    done = set()
-    root_fd = open_dir_nofollow(dest)
-    try:
-        for rel in rel_paths:
-            why = object_name_problem(rel)
-            if why:
-                refused.append((rel, why))
-                continue
-            segs = [s for s in rel.split("/") if s]
-            if not segs:
-                continue
-            fd = os.dup(root_fd)
-            try:
-                for depth, seg in enumerate(segs):
-                    sub = "/".join(segs[:depth + 1])
-                    last = depth == len(segs) - 1
-                    if last:
-                        if sub not in done:
-                            os.chown(seg, uid, gid, dir_fd=fd, follow_symlinks=False)
-                            done.add(sub)
-                            changed.append(sub)
-                        break
-                    nfd = os.open(seg, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                  | getattr(os, "O_CLOEXEC", 0), dir_fd=fd)
-                    os.close(fd)
-                    fd = nfd
-                    if sub not in done:
-                        os.fchown(fd, uid, gid)
-                        done.add(sub)
-                        changed.append(sub)
-            except OSError as exc:
-                refused.append((rel, "%s (not followed)" % (exc.strerror or exc)))
-            finally:
+        for depth, comp in enumerate(comps):
+            if depth:
+                name = comp.rsplit("/", 1)[1]
+                try:
+                    nfd = os.open(name, flags, dir_fd=fd)
+                except FileNotFoundError:
+                    if check:
+                        return True
+                    os.mkdir(name, 0o700, dir_fd=fd)
+                    nfd = os.open(name, flags, dir_fd=fd)
+                    os.fchown(nfd, uid, gid)
+                    os.fchmod(nfd, mode)
+                    changed = True
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise OSError(exc.errno, "dest %s has a symlink or non-directory at %s (not followed)"
+                                  % (dest, comp)) from None
                 os.close(fd)
+                fd = nfd
+            sr = os.fstat(fd)
+            if comp == dest and (sr.st_uid, sr.st_gid, st.S_IMODE(sr.st_mode)) != (uid, gid, mode):
+                if not check:
+                    os.fchown(fd, uid, gid)
+                    os.fchmod(fd, mode)
+                changed = True
+                sr = os.fstat(fd)
+            why = None if check and comp == dest else _component_problem(comp, sr, trusted_uids, trusted_gids)
+            if why:
+                raise OSError(1, "dest %s %s" % (dest, why))
     finally:
-        os.close(root_fd)
-    return changed, refused
+        os.close(fd)
+    return changed
 
 
 def inside_problem(dest, rel, lstat=None, _cache=None):

@@ -27,7 +27,7 @@ options:
     type: str
     required: true
   dest:
-    description: Destination directory; it must exist.
+    description: Destination directory; created with its missing parents (see I(mode)).
     type: path
     required: true
   include:
@@ -90,18 +90,31 @@ options:
     description: File the tool's output is appended to while it runs.
     type: path
   owner:
-    description: Owner of the files and directories this run creates.
+    description:
+      - Owner of the files and directories this run creates. When root runs the module, the copy
+        tool (and the listing) runs as this user, with a private C(HOME) and C(CLOUDSDK_CONFIG),
+        so the files are theirs from the start.
     type: str
   group:
-    description: Group of the files and directories this run creates.
+    description:
+      - Group of the files and directories this run creates (the tool runs with it as its group).
+        Default the primary group of I(owner).
     type: str
+  mode:
+    description:
+      - Mode of I(dest) and of the parents this run creates (octal string). Missing
+        directories are created, and an existing I(dest) given I(owner)/I(group)/I(mode), by
+        root through descriptors opened with C(O_NOFOLLOW), each checked again as it is opened.
+    type: str
+    default: "0755"
   list_limit:
     description: At most this many paths are returned in C(copied)/C(deleted).
     type: int
     default: 50
   preflight:
     description:
-      - Only check that I(dest) is safe to create and pull into (see notes), then exit.
+      - Only check that I(dest) is safe to create and pull into (see notes), then exit; creates
+        nothing.
     type: bool
     default: false
 notes:
@@ -115,10 +128,13 @@ notes:
     empty (C(//)), C(.) or C(..) segment, or would be written through a symlink that already
     exists inside I(dest), fails the whole pull with C(error_kind=unsafe_object_name), naming
     the object; nothing is copied. Excluded objects are checked too."
-  - "Ownership: only the paths the tool reports copying, and the directories leading to them,
-    are re-owned, walking from a descriptor of I(dest) with C(O_NOFOLLOW) at every step and
-    C(fchown)/C(lchown); a symlink is never followed and nothing outside I(dest) is touched. A
-    path the tool reported that cannot be reached that way fails the task, naming it."
+  - "Who copies: with I(owner), the tool runs as that user and I(group), never as root, so a
+    component of I(dest) that the owner swaps for a symlink between the checks and the copy
+    leads only where the owner could write anyway, and nothing needs re-owning afterwards.
+    Without I(owner) the tool runs as root (with I(group) as its group), and then I(dest) must
+    be root's alone: components writable by a group other than root's are refused."
+  - "Paths the tool reports that break the name rules (an object added after the listing)
+    fail the task, naming them."
 author:
   - gpu-jupyter project
 """
@@ -157,6 +173,10 @@ files_deleted:
   description: Local files deleted (only with delete_extraneous).
   type: int
   returned: always
+dest_changed:
+  description: Whether I(dest) (or a parent) was created, or its owner, group or mode set.
+  type: bool
+  returned: always
 copied:
   description: The first I(list_limit) copied paths, relative to dest.
   type: list
@@ -194,8 +214,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gcs_rsync_common import (
-    chown_inside,
     classify_error,
+    make_dest,
     dest_problem,
     error_lines,
     exclusion_regex,
@@ -276,10 +296,41 @@ def _build(p, tool, path, regex, dry_run):
     return cmd, env
 
 
-def _run(cmd, env, log_file):
-    """Run, appending output to log_file as it arrives; return (rc, output, seconds)."""
-    full_env = dict(os.environ)
-    full_env.update(env)
+class _Identity(object):
+    """Who the tool runs as: the pull's owner and group when root runs the module (root itself
+    when there is no owner), with a private HOME/CLOUDSDK_CONFIG for a user that is not root."""
+
+    def __init__(self, uid, gid):
+        self.spawn = {}
+        self.home = None
+        if os.geteuid() != 0:
+            return  # not root: the tool can only be the user running the module
+        if uid not in (-1, 0):
+            gid = pwd.getpwuid(uid).pw_gid if gid == -1 else gid
+            self.spawn = dict(user=uid, group=gid, extra_groups=[])
+            # Root's gcloud/gsutil configuration stays root's; on GCE both tools take the VM's
+            # service account from the metadata server, whoever runs them.
+            self.home = tempfile.mkdtemp(prefix="gcs_rsync_home_")
+            os.chown(self.home, uid, gid)
+        elif gid != -1:
+            self.spawn = dict(group=gid)
+
+    def env(self, env):
+        full = dict(os.environ)
+        full.update(env)
+        if self.home:
+            full.update(HOME=self.home, CLOUDSDK_CONFIG=os.path.join(self.home, "gcloud"))
+        return full
+
+    def cleanup(self):
+        if self.home:
+            # rmtree never follows a link the tool (as the owner) may have left there.
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _run(cmd, env, log_file, ident):
+    """Run as `ident`, appending output to log_file as it arrives; return (rc, output, seconds)."""
+    full_env = ident.env(env)
     # Progress bars are meant for a terminal; PYTHONUNBUFFERED makes records reach the log live.
     full_env["PYTHONUNBUFFERED"] = "1"
     log = None
@@ -292,7 +343,7 @@ def _run(cmd, env, log_file):
     start = time.monotonic()
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=full_env, cwd="/")
+                                stdin=subprocess.DEVNULL, env=full_env, cwd="/", **ident.spawn)
         while True:
             data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
             if not data:
@@ -314,14 +365,16 @@ _NO_MATCH_RE = re.compile(r"matched no objects", re.I)
 _TOTAL_RE = re.compile(r"^TOTAL: (\d+) objects?,", re.M)
 
 
-def _list_objects(module, tool, path, p, env):
+def _list_objects(module, tool, path, p, env, ident):
     """``(rc, output, {relative name: size})`` for every object under src."""
     src = p["src"].rstrip("/")
     if tool == "gcloud":
         cmd = [path, "storage", "ls", "--long", "--recursive", src + "/**"]
     else:
         cmd = [path, "ls", "-l", "-r", src + "/**"]
-    rc, out, err = module.run_command(cmd, environ_update=env)
+    proc = subprocess.run(cmd, env=ident.env(env), cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False, **ident.spawn)
+    rc, out, err = proc.returncode, proc.stdout, proc.stderr
     sizes = {}
     if rc == 0:
         read = 0
@@ -358,6 +411,23 @@ def _check_names(module, p, names):
                     "unsafe_object_name", object_name=rel)
 
 
+def _make_dest(module, p, uid, gid):
+    """Create dest (or set its owner, group and mode) without following a link; True if changed."""
+    try:
+        mode = int(p["mode"], 8)
+    except ValueError:
+        module.fail_json(msg="gcs_rsync: mode %r is not an octal mode such as 0755" % p["mode"], error_kind="bad_mode")
+    # Default owner: whoever runs the module (root in production), as dest_problem trusts.
+    dest_uid = os.geteuid() if uid == -1 else uid
+    dest_gid = gid if gid != -1 else (pwd.getpwuid(uid).pw_gid if uid != -1 else os.getegid())
+    try:
+        return make_dest(p["dest"], dest_uid, dest_gid, mode, owner_uid=0 if uid == -1 else uid,
+                         group_gid=None if gid == -1 or uid in (-1, 0) else gid, check=module.check_mode)
+    except OSError as exc:
+        _refuse(module, p, "%s; root only writes into a path that root (or the pull's owner) alone controls"
+                % (exc.strerror or exc), "unsafe_dest")
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -379,6 +449,7 @@ def main():
             log_file=dict(type="path"),
             owner=dict(type="str"),
             group=dict(type="str"),
+            mode=dict(type="str", default="0755"),
             list_limit=dict(type="int", default=50),
             preflight=dict(type="bool", default=False),
         ),
@@ -396,18 +467,20 @@ def main():
             gid = grp.getgrnam(p["group"]).gr_gid
     except KeyError as exc:
         module.fail_json(msg="gcs_rsync: unknown owner/group %s" % exc, error_kind="bad_owner")
-    problem = dest_problem(p["dest"], owner_uid=0 if uid == -1 else uid, group_gid=None if gid == -1 else gid)
+    # A tool run as root (no owner) trusts no group but root's: a member of the pull's group
+    # could otherwise swap a component it can write between this check and the copy.
+    problem = dest_problem(p["dest"], owner_uid=0 if uid == -1 else uid,
+                           group_gid=None if gid == -1 or uid in (-1, 0) else gid)
     if problem:
         _refuse(module, p, "dest %s %s; root only writes into a path that root (or the pull's owner) "
                            "alone controls" % (p["dest"], problem), "unsafe_dest")
     if p["preflight"]:
         module.exit_json(changed=False, destination=p["dest"], msg="dest is safe to create and pull into")
+    dest_changed = _make_dest(module, p, uid, gid)
     dry_dest = None
     if module.check_mode and not os.path.exists(p["dest"]):
         # Check mode on a host where dest is not created yet: compare against an empty directory.
         dry_dest = tempfile.mkdtemp(prefix="gcs_rsync_check_")
-    elif not os.path.isdir(p["dest"]):
-        module.fail_json(msg="gcs_rsync: dest %s is not a directory" % p["dest"], error_kind="bad_dest")
     try:
         regex = exclusion_regex(p["include"], p["exclude"])
     except ValueError as exc:
@@ -417,8 +490,22 @@ def main():
     dry_run = module.check_mode
     run_params = dict(p, dest=dry_dest) if dry_dest else p
     cmd, env = _build(run_params, tool, path, regex, dry_run)
+    ident = _Identity(uid, gid)
+    if dry_dest and ident.spawn.get("user") is not None:
+        os.chown(dry_dest, ident.spawn["user"], ident.spawn["group"])
+    try:
+        _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed)
+    finally:
+        ident.cleanup()
+        if dry_dest:
+            shutil.rmtree(dry_dest, ignore_errors=True)
+
+
+def _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed):
+    """List and check every object name, run the tool as `ident`, report what moved."""
+    dry_run = module.check_mode
     # Every object under src, before anything is copied: one bad name stops the whole pull.
-    ls_rc, ls_out, sizes = _list_objects(module, tool, path, p, env)
+    ls_rc, ls_out, sizes = _list_objects(module, tool, path, p, env, ident)
     if ls_rc != 0 and not _NO_MATCH_RE.search(ls_out):
         # Nothing was copied; say why in the same words as a failed rsync.
         kind, explanation = classify_error(ls_out)
@@ -427,11 +514,7 @@ def main():
         msg += ". The tool said: " + " | ".join(error_lines(ls_out))
         module.fail_json(msg=msg, error_kind=kind, changed=False, tool=tool, command=cmd, rc=ls_rc)
     _check_names(module, p, sizes)
-    try:
-        rc, output, elapsed = _run(cmd, env, p["log_file"])
-    finally:
-        if dry_dest:
-            shutil.rmtree(dry_dest, ignore_errors=True)
+    rc, output, elapsed = _run(cmd, env, p["log_file"], ident)
     parsed = parse_rsync_output(output, p["src"], run_params["dest"])
     copied, deleted = parsed["copied"], parsed["deleted"]
 
@@ -446,7 +529,8 @@ def main():
                 pass  # failed copies leave nothing behind; the failure is reported below
 
     result = dict(
-        changed=bool(copied or deleted),
+        changed=bool(copied or deleted or dest_changed),
+        dest_changed=dest_changed,
         tool=tool,
         command=cmd,
         source=p["src"],
@@ -475,16 +559,14 @@ def main():
         if p["log_file"]:
             msg += " (full output: %s)" % p["log_file"]
         result.pop("changed")
-        module.fail_json(msg=msg, error_kind=kind, changed=bool(copied or deleted), **result)
+        module.fail_json(msg=msg, error_kind=kind, changed=bool(copied or deleted or dest_changed), **result)
 
     # The tool's output is checked again: an object added after the listing is not trusted either.
     late = [(rel, object_name_problem(rel)) for rel in copied + deleted if object_name_problem(rel)]
-    if not dry_run and (uid != -1 or gid != -1) and copied:
-        late += chown_inside(p["dest"], copied, uid, gid)[1]
     if late:
         result.pop("changed")
-        module.fail_json(msg="gcs_rsync: %s to %s: the tool reported paths that were not re-owned "
-                             "(symlinks are never followed, nothing outside dest is touched): %s"
+        module.fail_json(msg="gcs_rsync: %s to %s: the tool reported paths that break the object name "
+                             "rules (added to the bucket after the listing?): %s"
                              % (p["src"], p["dest"], "; ".join("%s: %s" % r for r in late[:10])),
                          error_kind="unsafe_object_name", changed=True, **result)
     module.exit_json(**result)

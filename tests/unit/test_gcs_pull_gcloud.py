@@ -82,6 +82,8 @@ def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, open_tmp_path):
     assert first["files_copied"] == 21 and first["bytes_copied"] == 20 * 2048 + 3 * 1024 * 1024
     assert not (dest / "skip.tmp").exists()
     assert (dest / "big.bin").read_bytes() == gcs.object_path("bkt", "data/big.bin").read_bytes()
+    # Written by the unprivileged module, not by root (run_module).
+    assert (dest / "big.bin").stat().st_uid == (NOBODY if os.geteuid() == 0 else os.geteuid())
 
     second = run_module(gcs, dest, tmp_path)
     assert second["changed"] is False and second["files_copied"] == 0 and second["bytes_copied"] == 0

@@ -1,6 +1,7 @@
-"""Hostile inputs for gcs_pull: symlinked or foreign-owned dest, object names that leave dest,
-and the ownership walk. Everything runs as the test's own user inside its tmp dir; symlinks only
-ever point at other directories of that tmp dir."""
+"""Hostile inputs for gcs_pull: symlinked or foreign-owned dest, object names that leave dest.
+The checks run as the test's own user inside its tmp dir; the module runs as nobody when the
+suite is root (test_gcs_pull_gcloud.run_module); symlinks only ever point at other directories
+of that tmp dir."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 
 import gcs_rsync_common as g  # noqa: E402
-from tests.support.unprivileged import run_unprivileged  # noqa: E402
+from tests.support.unprivileged import NOBODY, run_unprivileged  # noqa: E402
 
 ME = os.getuid()
 MYGID = os.getgid()
+# Who the module runs as in these tests (run_module drops root to nobody).
+RUNNER = NOBODY if ME == 0 else ME
 
 
 # ---- object names ---------------------------------------------------------------------------
@@ -131,53 +134,55 @@ def test_real_symlink_is_seen_in_a_tmp_tree(tmp_path):
     assert "symlink at %s" % (tmp_path / "home" / "data") in why
 
 
-# ---- ownership walk -------------------------------------------------------------------------
-def test_chown_walk_never_follows_symlinks(open_tmp_path, monkeypatch):
-    dest = open_tmp_path / "dest"
-    outside = open_tmp_path / "outside"
-    (dest / "a" / "b").mkdir(parents=True)
-    (dest / "a" / "b" / "f.txt").write_text("x")
-    outside.mkdir()
-    (outside / "victim").write_text("v")
-    (dest / "link").symlink_to(outside)
-    (dest / "a" / "flink").symlink_to(outside / "victim")
-    calls = []
-    real_chown, real_fchown = os.chown, os.fchown
+# ---- creating dest: descriptors, no-follow, checked as opened ------------------------------
+def test_make_dest_creates_parents_with_owner_and_mode(open_tmp_path):
+    dest = open_tmp_path / "home" / "data" / "cifar10"
+    (open_tmp_path / "home").mkdir()
 
-    def spy_chown(path, uid, gid, *, dir_fd=None, follow_symlinks=True):
-        assert follow_symlinks is False and dir_fd is not None
-        calls.append(("chown", path))
-        return real_chown(path, uid, gid, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    def create():  # as nobody when the suite is root: mkdir/chown/chmod meet permission checks
+        me, group = os.getuid(), os.getgid()
+        assert g.make_dest(str(dest), me, group, 0o750, owner_uid=me) is True
+        modes = [stat.S_IMODE(os.stat(p).st_mode) for p in (dest.parent, dest)]
+        assert modes == [0o750, 0o750] and os.stat(dest).st_uid == me
+        assert g.make_dest(str(dest), me, group, 0o750, owner_uid=me) is False  # idempotent
+        os.chmod(dest, 0o777)
+        assert g.make_dest(str(dest), me, group, 0o750, owner_uid=me, check=True) is True
+        assert stat.S_IMODE(os.stat(dest).st_mode) == 0o777  # check mode changes nothing
+        assert g.make_dest(str(dest), me, group, 0o750, owner_uid=me) is True
+        assert stat.S_IMODE(os.stat(dest).st_mode) == 0o750
 
-    def spy_fchown(fd, uid, gid):
-        calls.append(("fchown", os.readlink("/proc/self/fd/%d" % fd)))
-        return real_fchown(fd, uid, gid)
-
-    monkeypatch.setattr(os, "chown", spy_chown)
-    monkeypatch.setattr(os, "fchown", spy_fchown)
-
-    def walk():  # as nobody when the suite runs as root (tests/support/unprivileged.py)
-        changed, refused = g.chown_inside(str(dest), [
-            "a/b/f.txt", "link/victim", "//x/sub/f.txt", "../outside/victim", "a/flink", "a/b/../../../outside",
-        ], os.getuid(), os.getgid())
-        assert changed == ["a", "a/b", "a/b/f.txt", "a/flink"]
-        assert [r for r, _ in refused] == ["link/victim", "//x/sub/f.txt", "../outside/victim",
-                                           "a/b/../../../outside"]
-        touched = [p for kind, p in calls if kind == "fchown"]
-        assert all(p.startswith(str(dest) + "/") for p in touched), touched
-        assert ("chown", "flink") in calls  # the link itself (lchown), never its target
-
-    run_unprivileged(open_tmp_path, walk)
+    run_unprivileged(open_tmp_path, create)
 
 
-def test_chown_walk_refuses_a_symlinked_dest(open_tmp_path):
-    (open_tmp_path / "real").mkdir()
-    (open_tmp_path / "real" / "f").write_text("x")
-    (open_tmp_path / "dest").symlink_to(open_tmp_path / "real")
+def test_make_dest_never_follows_a_component_swapped_after_the_check(open_tmp_path):
+    """The check passes, then the owner of a parent swaps it for a symlink: make_dest (what root
+    runs next) refuses at that component and creates nothing at the link's target."""
+    home = open_tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    target = open_tmp_path / "target"      # stands in for /etc: in the temp tree only
+    target.mkdir()
+
+    def race():
+        me = os.getuid()
+        dest = str(home / "data" / "cifar10")
+        assert g.dest_problem(dest, me, os.getgid()) is None
+        os.rename(home / "data", home / "data.moved")
+        os.symlink(target, home / "data")
+        with pytest.raises(OSError, match="symlink or non-directory at %s" % (home / "data")):
+            g.make_dest(dest, me, os.getgid(), 0o755, owner_uid=me)
+        assert list(target.iterdir()) == []
+
+    run_unprivileged(open_tmp_path, race)
+
+
+def test_make_dest_checks_each_component_as_it_opens_it(open_tmp_path):
+    (open_tmp_path / "shared").mkdir()
 
     def walk():
-        with pytest.raises(OSError):
-            g.chown_inside(str(open_tmp_path / "dest"), ["f"], os.getuid(), os.getgid())
+        os.chmod(open_tmp_path / "shared", 0o777)   # writable by all, no sticky bit
+        with pytest.raises(OSError, match="writable by any user"):
+            g.make_dest(str(open_tmp_path / "shared" / "dest"), os.getuid(), os.getgid(), 0o755)
+        assert not (open_tmp_path / "shared" / "dest").exists()
 
     run_unprivileged(open_tmp_path, walk)
 
@@ -249,7 +254,8 @@ def run(gcs, dest, tmp_path, **args):
 
 
 @needs_gcloud
-def test_module_refuses_a_symlinked_dest(gcs, tmp_path):
+def test_module_refuses_a_symlinked_dest(gcs, open_tmp_path):
+    tmp_path = open_tmp_path
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "dest").symlink_to(real)
@@ -261,7 +267,8 @@ def test_module_refuses_a_symlinked_dest(gcs, tmp_path):
 
 @needs_gcloud
 @pytest.mark.parametrize("name", ["data/../escape1.txt", "data///x/sub/f.txt"])
-def test_module_refuses_hostile_object_names(gcs, tmp_path, name):
+def test_module_refuses_hostile_object_names(gcs, open_tmp_path, name):
+    tmp_path = open_tmp_path
     dest = tmp_path / "d" / "dest"
     dest.mkdir(parents=True)
     upload(gcs, name)
@@ -280,7 +287,8 @@ def test_module_refuses_hostile_object_names(gcs, tmp_path, name):
 
 
 @needs_gcloud
-def test_module_refuses_a_symlink_planted_inside_dest(gcs, tmp_path):
+def test_module_refuses_a_symlink_planted_inside_dest(gcs, open_tmp_path):
+    tmp_path = open_tmp_path
     dest = tmp_path / "d" / "dest"
     elsewhere = tmp_path / "elsewhere"
     dest.mkdir(parents=True)
@@ -288,7 +296,7 @@ def test_module_refuses_a_symlink_planted_inside_dest(gcs, tmp_path):
     (dest / "sub").symlink_to(elsewhere)
     upload(gcs, "data/sub/f.txt")
     try:
-        res = run(gcs, dest, tmp_path, owner=__import__("pwd").getpwuid(ME).pw_name)
+        res = run(gcs, dest, tmp_path, owner=__import__("pwd").getpwuid(RUNNER).pw_name)
     finally:
         delete(gcs, "data/sub/f.txt")
     assert res.get("failed") and res["error_kind"] == "unsafe_object_name", res
@@ -297,9 +305,10 @@ def test_module_refuses_a_symlink_planted_inside_dest(gcs, tmp_path):
 
 
 @needs_gcloud
-def test_module_pulls_and_owns_ordinary_names(gcs, tmp_path):
+def test_module_pulls_and_owns_ordinary_names(gcs, open_tmp_path):
+    tmp_path = open_tmp_path
     dest = tmp_path / "d" / "dest"
     dest.mkdir(parents=True)
-    res = run(gcs, dest, tmp_path, owner=__import__("pwd").getpwuid(ME).pw_name)
+    res = run(gcs, dest, tmp_path, owner=__import__("pwd").getpwuid(RUNNER).pw_name)
     assert res["changed"] and res["copied"] == ["ok.txt"], res
-    assert (dest / "ok.txt").stat().st_uid == ME
+    assert (dest / "ok.txt").stat().st_uid == RUNNER
