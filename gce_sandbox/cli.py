@@ -222,7 +222,7 @@ def cmd_log(args) -> int:
 
 def _fault_params(args) -> dict:
     params: dict = {}
-    for key in ("zone", "region", "metric", "method", "path_regex", "count", "status", "seconds", "message"):
+    for key in ("zone", "region", "metric", "method", "path_regex", "count", "status", "seconds", "message", "code"):
         value = getattr(args, key, None)
         if value is not None:
             params[key] = value
@@ -362,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("fault", cmd_fault, "inject faults")
     fsub = p.add_subparsers(dest="fault_cmd", required=True)
     fa = fsub.add_parser("add", help="add a fault")
-    fa.add_argument("kind", choices=["zone_exhausted", "quota_exceeded", "http_error", "slow_operations"])
+    fa.add_argument("kind", choices=["zone_exhausted", "quota_exceeded", "http_error", "slow_operations",
+                                     "partial_insert"])
     fa.add_argument("--zone")
     fa.add_argument("--with-details", action="store_true",
                     help="zone_exhausted: ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
@@ -373,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--method", help="http_error: only this HTTP method")
     fa.add_argument("--path-regex", dest="path_regex", help="http_error: only paths matching this regex")
     fa.add_argument("--message", help="http_error: message for statuses other than 429/500/503")
+    fa.add_argument("--code", help="partial_insert: the insert operation's error code (default "
+                                   "ZONE_RESOURCE_POOL_EXHAUSTED); the VM and its disk stay behind, TERMINATED")
     fa.add_argument("--seconds", type=float, help="slow_operations: delay before operations are DONE")
     fa.add_argument("--count", type=int, help="how many times the fault fires (default: until cleared)")
     for name in ("clear", "list"):

@@ -14,7 +14,10 @@ from ..errors import (
 class Faults:
     """Faults injected on demand; kept in the state so they survive restarts and CLI edits."""
 
-    KINDS = ("zone_exhausted", "quota_exceeded", "http_error", "slow_operations")
+    # partial_insert: the insert's operation fails AFTER the instance and its disks exist, as GCE's
+    # sometimes do (a stockout met while starting the new VM): they stay, TERMINATED, for the
+    # client to clean up.
+    KINDS = ("zone_exhausted", "quota_exceeded", "http_error", "slow_operations", "partial_insert")
 
     def __init__(self, state: dict):
         self.state = state
@@ -26,11 +29,11 @@ class Faults:
         if kind not in self.KINDS:
             raise bad_request(f"Unknown fault kind '{kind}'; known: {', '.join(self.KINDS)}")
         required = {"zone_exhausted": ["zone"], "quota_exceeded": ["region"], "http_error": ["status"],
-                    "slow_operations": ["seconds"]}[kind]
+                    "slow_operations": ["seconds"], "partial_insert": ["zone"]}[kind]
         for key in required:
             if params.get(key) in (None, ""):
                 raise bad_request(f"Fault '{kind}' needs '{key}'.")
-        if kind == "zone_exhausted" and params["zone"] not in catalog.ZONES:
+        if kind in ("zone_exhausted", "partial_insert") and params["zone"] not in catalog.ZONES:
             raise bad_request(f"Unknown zone '{params['zone']}'.")
         if kind == "http_error":
             params["status"] = int(params["status"])

@@ -149,11 +149,30 @@ class InstancesMixin:
             op = self.new_operation("insert", inst["selfLink"], inst["id"], zone=zone, error=errors, http_error=http)
             return self.op_response(op)
         self._materialise(zone, inst, new_disks)
+        partial = self.faults.take("partial_insert", zone=zone)
+        if partial:
+            # The VM and its disks exist and stay (TERMINATED) though the insert fails: GCE's partial
+            # failure, which leaves the cleanup to the client.
+            op = self.new_operation("insert", inst["selfLink"], inst["id"], zone=zone,
+                                    error=self._partial_insert_errors(zone, inst, partial),
+                                    http_error=(503, "SERVICE UNAVAILABLE"),
+                                    on_error={"action": "instance_status", "zone": zone, "name": name,
+                                              "status": "TERMINATED"})
+            inst["status"] = "STAGING" if op["status"] != "DONE" else inst["status"]
+            return self.op_response(op)
         op = self.new_operation("insert", inst["selfLink"], inst["id"], zone=zone,
                                 on_done={"action": "instance_status", "zone": zone, "name": name,
                                          "status": "RUNNING"})
         inst["status"] = "STAGING" if op["status"] != "DONE" else inst["status"]
         return self.op_response(op)
+
+    def _partial_insert_errors(self, zone: str, inst: dict, fault: dict) -> list[dict]:
+        code = fault.get("code") or "ZONE_RESOURCE_POOL_EXHAUSTED"
+        if code.startswith("ZONE_RESOURCE_POOL_EXHAUSTED"):
+            return self.zone_exhausted_errors(zone, inst, dict(fault, with_details=code.endswith("_WITH_DETAILS")
+                                                                or fault.get("with_details")))
+        return [operation_error(code, fault.get("message") or f"The instance '{inst['name']}' could not be "
+                                "started after it was created.")]
 
     def _insert_disks(self, body: dict, zone: str, name: str) -> tuple[list[dict], list[dict]]:
         """The disks an insert creates (from initializeParams) and every disk it attaches."""

@@ -20,6 +20,7 @@ class OperationsMixin:
     def new_operation(self, op_type: str, target_link: str, target_id: str | None = None, *,
                       zone: str | None = None, region: str | None = None,
                       on_done: dict | None = None, error: list[dict] | None = None,
+                      on_error: dict | None = None,
                       http_error: tuple[int, str] | None = None, user: str | None = None,
                       done: bool = False, status_message: str | None = None) -> dict:
         now = now_rfc3339()
@@ -57,6 +58,7 @@ class OperationsMixin:
         op["_ready_at"] = op["_started_at"] + delay
         op["_on_done"] = on_done
         op["_error"] = error
+        op["_on_error"] = on_error
         op["_http_error"] = list(http_error) if http_error else None
         self.operations()[name] = op
         if done:
@@ -93,6 +95,8 @@ class OperationsMixin:
             code, msg = op.get("_http_error") or (400, "BAD REQUEST")
             op["httpErrorStatusCode"] = code
             op["httpErrorMessage"] = msg
+            if op.get("_on_error"):     # what a failed operation leaves behind (partial_insert)
+                self._apply(op["_on_error"])
         else:
             action = op.get("_on_done")
             if action:

@@ -126,6 +126,9 @@ class QuotasMixin:
             metric = qf.get("metric") or "CPUS"
             limit = self.quota_limits(None if metric.endswith("ALL_REGIONS") else region).get(metric, 0)
             return [self._quota_error(metric, limit, None if metric.endswith("ALL_REGIONS") else region)]
+        return self.zone_exhausted_errors(zone, inst, fault)
+
+    def zone_exhausted_errors(self, zone: str, inst: dict, fault: dict) -> list[dict]:
         res = f"projects/{self.project}/zones/{zone}"
         if not fault.get("with_details"):
             # Text of ZONE_RESOURCE_POOL_EXHAUSTED as gcloud prints it (public bug reports).

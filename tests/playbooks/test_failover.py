@@ -135,3 +135,27 @@ def test_preempted_spot_vm_is_started_by_the_rerun(sandbox, place_playbook):
     assert sandbox.requests(mutating=True) == []
     # Preflight's lookup (the VM exists as wanted: no other check) and the firewall's read.
     assert [r["method_id"] for r in sandbox.requests()] == ["compute.instances.aggregatedList", "compute.firewalls.get"]
+
+
+def test_an_insert_that_fails_after_the_vm_exists_is_cleaned_up_before_the_next_zone(sandbox, place_playbook):
+    """GCE's partial failure: the insert's operation ends with an error, but the VM and its boot
+    disk exist in that zone (TERMINATED). Placement must delete them before moving on, or the
+    failed zone keeps a billed disk and a VM the next run finds in the wrong place. Operations take
+    realistic time (x0.1) so the waits on the insert and on the cleanup's delete run for real."""
+    sandbox.enable_compute()
+    sandbox.set_timing("realistic", 0.1)
+    sandbox.add_fault("partial_insert", zone="us-central1-a", count=1)
+    sandbox.clear_requests()
+    result = run_playbook(place_playbook, sandbox, extra_vars={"gce_vm_candidate_zones": CANDIDATES[:2]})
+    assert [r["path"].split("/")[6] for r in inserts(sandbox)] == ["us-central1-a", "us-central1-b"], result
+    # Nothing left behind in the failed zone: the VM GCE left there is gone, and its boot disk with it.
+    assert instances(sandbox) == [("us-central1-b", NAME, "RUNNING")]
+    assert disks(sandbox) == [("us-central1-b", NAME)]
+    # ... and it was removed before the next zone was tried.
+    calls = [(r["method_id"], r["path"].split("/")[6]) for r in sandbox.requests(mutating=True)
+             if r["method_id"] in ("compute.instances.insert", "compute.instances.delete")]
+    assert calls == [("compute.instances.insert", "us-central1-a"), ("compute.instances.delete", "us-central1-a"),
+                     ("compute.instances.insert", "us-central1-b")], calls
+    assert "us-central1-a: out of capacity (ZONE_RESOURCE_POOL_EXHAUSTED; removed instance jupyter-gpu)" \
+        in flat(result), result
+    assert result.rc == 0, result

@@ -441,3 +441,27 @@ def test_fingerprint_accepts_url_safe_base64(sb):
     wait_op(sb, sb.api("POST", zpath("instances/vm1/setLabels"), {"labelFingerprint": url_safe,
                                                                   "labels": {"x": "y"}}))
     assert sb.api("GET", zpath("instances/vm1"))["labels"] == {"x": "y"}
+
+
+# ---- partial failures ---------------------------------------------------------------------
+
+def test_partial_insert_fails_after_the_vm_and_its_disk_exist(sb):
+    sb.add_fault("partial_insert", zone=ZONE, count=1)
+    op = wait_op(sb, sb.api("POST", zpath("instances"), vm_body()))
+    assert [e["code"] for e in op["error"]["errors"]] == ["ZONE_RESOURCE_POOL_EXHAUSTED"]
+    assert op["httpErrorStatusCode"] == 503
+    # Left behind, as GCE leaves them: the VM (stopped) and its boot disk, attached.
+    vm = sb.api("GET", zpath("instances/vm1"))
+    assert vm["status"] == "TERMINATED"
+    assert sb.api("GET", zpath("disks/vm1"))["users"] == [vm["selfLink"]]
+    # The fault fired once: cleaning up and trying again works.
+    wait_op(sb, sb.api("DELETE", zpath("instances/vm1")))
+    assert sb.call("GET", zpath("disks/vm1"))[0] == 404
+    assert "error" not in wait_op(sb, sb.api("POST", zpath("instances"), vm_body()))
+    assert sb.api("GET", zpath("instances/vm1"))["status"] == "RUNNING"
+
+
+def test_partial_insert_with_another_code(sb):
+    sb.add_fault("partial_insert", zone=ZONE, code="RESOURCE_OPERATION_RATE_EXCEEDED", message="slow down", count=1)
+    op = wait_op(sb, sb.api("POST", zpath("instances"), vm_body()))
+    assert op["error"]["errors"] == [{"code": "RESOURCE_OPERATION_RATE_EXCEEDED", "message": "slow down"}]
