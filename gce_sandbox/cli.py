@@ -222,7 +222,8 @@ def cmd_log(args) -> int:
 
 def _fault_params(args) -> dict:
     params: dict = {}
-    for key in ("zone", "region", "metric", "method", "path_regex", "count", "status", "seconds", "message", "code"):
+    for key in ("zone", "region", "metric", "method", "path_regex", "count", "status", "seconds", "message", "code",
+                "when"):
         value = getattr(args, key, None)
         if value is not None:
             params[key] = value
@@ -363,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = p.add_subparsers(dest="fault_cmd", required=True)
     fa = fsub.add_parser("add", help="add a fault")
     fa.add_argument("kind", choices=["zone_exhausted", "quota_exceeded", "http_error", "slow_operations",
-                                     "partial_insert"])
+                                     "partial_insert", "disconnect"])
     fa.add_argument("--zone")
     fa.add_argument("--with-details", action="store_true",
                     help="zone_exhausted: ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
@@ -371,11 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
     fa.add_argument("--region")
     fa.add_argument("--metric", help="quota_exceeded: metric named in the error (default CPUS)")
     fa.add_argument("--status", type=int, help="http_error: HTTP status (429, 503, ...)")
-    fa.add_argument("--method", help="http_error: only this HTTP method")
-    fa.add_argument("--path-regex", dest="path_regex", help="http_error: only paths matching this regex")
+    fa.add_argument("--method", help="http_error, disconnect: only this HTTP method")
+    fa.add_argument("--path-regex", dest="path_regex", help="http_error, disconnect: only paths matching this regex")
     fa.add_argument("--message", help="http_error: message for statuses other than 429/500/503")
     fa.add_argument("--code", help="partial_insert: the insert operation's error code (default "
                                    "ZONE_RESOURCE_POOL_EXHAUSTED); the VM and its disk stay behind, TERMINATED")
+    fa.add_argument("--when", choices=["before", "after"],
+                    help="disconnect: drop the connection before serving the request (default) or after")
     fa.add_argument("--seconds", type=float, help="slow_operations: delay before operations are DONE")
     fa.add_argument("--count", type=int, help="how many times the fault fires (default: until cleared)")
     for name in ("clear", "list"):

@@ -218,10 +218,16 @@ class Sandbox:
         fault = None
         with self.lock:
             fault = self.faults.http_error(method, host, path)
-            if fault:
+            drop = None if fault else self.faults.on_request("disconnect", method, path)
+            if fault or drop:
                 self.save()
         if fault:
             return _http_fault(fault) + (info,)
+        if drop:
+            # The handler closes the connection without an answer, before or after serving it.
+            info["disconnect"] = drop["when"]
+            if drop["when"] == "before":
+                return 0, None, info
 
         # OAuth token endpoint (form-encoded)
         if (host in ("oauth2.googleapis.com", "plain") and path == "/token") or \
@@ -509,6 +515,10 @@ class Handler(BaseHTTPRequestHandler):
             status, body, info = self.sandbox.handle_api(method, host or "plain", path, query, raw, headers)
         # Logged before the answer leaves: a client that reads the log (or clears it) right after
         # its call must find the call there (or gone), never appended a moment later.
+        if info.get("disconnect"):
+            self._log(method, host, path, query, raw, 0, info)
+            self.close_connection = True    # no answer: the client sees the connection drop
+            return
         self._log(method, host, path, query, raw, status, info)
         self._send_json(status, body)
 

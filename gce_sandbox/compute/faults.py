@@ -17,7 +17,9 @@ class Faults:
     # partial_insert: the insert's operation fails AFTER the instance and its disks exist, as GCE's
     # sometimes do (a stockout met while starting the new VM): they stay, TERMINATED, for the
     # client to clean up.
-    KINDS = ("zone_exhausted", "quota_exceeded", "http_error", "slow_operations", "partial_insert")
+    # disconnect: the connection closes with no answer, before the request is served (`when:
+    # before`, the default) or after it was (`when: after`: done, but the client never hears so).
+    KINDS = ("zone_exhausted", "quota_exceeded", "http_error", "slow_operations", "partial_insert", "disconnect")
 
     def __init__(self, state: dict):
         self.state = state
@@ -29,7 +31,7 @@ class Faults:
         if kind not in self.KINDS:
             raise bad_request(f"Unknown fault kind '{kind}'; known: {', '.join(self.KINDS)}")
         required = {"zone_exhausted": ["zone"], "quota_exceeded": ["region"], "http_error": ["status"],
-                    "slow_operations": ["seconds"], "partial_insert": ["zone"]}[kind]
+                    "slow_operations": ["seconds"], "partial_insert": ["zone"], "disconnect": []}[kind]
         for key in required:
             if params.get(key) in (None, ""):
                 raise bad_request(f"Fault '{kind}' needs '{key}'.")
@@ -37,8 +39,10 @@ class Faults:
             raise bad_request(f"Unknown zone '{params['zone']}'.")
         if kind == "http_error":
             params["status"] = int(params["status"])
-            if params.get("path_regex"):
-                re.compile(params["path_regex"])
+        if kind == "disconnect" and params.setdefault("when", "before") not in ("before", "after"):
+            raise bad_request("Fault 'disconnect' takes when: before or after.")
+        if params.get("path_regex"):
+            re.compile(params["path_regex"])
         fault = {"id": os.urandom(4).hex(), "kind": kind, **params}
         if fault.get("count") is not None:
             fault["count"] = int(fault["count"])
@@ -64,8 +68,12 @@ class Faults:
         return None
 
     def http_error(self, method: str, host: str, path: str) -> dict | None:
+        return self.on_request("http_error", method, path)
+
+    def on_request(self, kind: str, method: str, path: str, **match) -> dict | None:
+        """The first fault of `kind` whose method / path_regex (and `match`) fit this request."""
         for fault in list(self.all()):
-            if fault["kind"] != "http_error":
+            if fault["kind"] != kind or any(fault.get(k) != v for k, v in match.items()):
                 continue
             if fault.get("method") and fault["method"].upper() != method.upper():
                 continue

@@ -32,6 +32,14 @@
 #   client.zone_path(zone, *parts) / region_path(...) / global_path(...) -> relative paths
 #   client.request_count, client.mutating_count, client.retry_count, client.requests_log
 #
+# Errors: GceApiError (an HTTP error answer), its subclass GceConnectionError (no answer at all:
+# say "lost the connection", never "GCE refused"), GceOperationError, GceTimeoutError.
+#
+# Retries: 429, 500, 502, 503, 504, 403 rate-limit reasons and connection failures, with
+# capped exponential backoff and jitter, bounded by max_retries (6) and retry_budget (120 s of
+# sleep) per request; mutating requests carry one requestId across retries, so a retried insert
+# whose first answer was lost gets the first call's operation back instead of a second VM.
+#
 # Paths may be relative to the base URL ("projects/p/zones/z/instances/vm") or absolute
 # (selfLink); absolute Google URLs are re-rooted onto base_url so a selfLink from
 # www.googleapis.com and compute.googleapis.com both work.
@@ -113,6 +121,20 @@ class GceApiError(GceError):
     def to_dict(self):
         return dict(status=self.status, reason=self.reason, message=self.message,
                     errors=self.errors, method=self.method, url=self.url)
+
+
+class GceConnectionError(GceApiError):
+    """No HTTP answer at all (connection refused, reset or dropped, proxy gone, timeout), after
+    every retry. status is None: GCE refused nothing, and whether a mutating request took effect
+    is unknown (its requestId makes a rerun safe)."""
+
+    def __init__(self, method, url, cause, attempts=1):
+        self.cause = cause
+        self.attempts = attempts
+        message = ("no answer from the Compute API after %d attempt%s (%s): the connection failed, GCE refused "
+                   "nothing; whether the request took effect is unknown until the next read"
+                   % (attempts, "" if attempts == 1 else "s", cause))
+        super(GceConnectionError, self).__init__(None, "connectionError", message, method=method, url=url)
 
 
 class GceOperationError(GceError):
@@ -370,7 +392,7 @@ class GceClient(object):
                                             headers=headers, timeout=self.request_timeout)
             except requests.exceptions.RequestException as exc:
                 status, retry_after, resp = None, None, None
-                error = GceApiError(None, "connectionError", str(exc), method=method, url=url)
+                error = GceConnectionError(method, url, "%s: %s" % (type(exc).__name__, exc), attempt + 1)
             else:
                 status = resp.status_code
                 self.requests_log.append((method, url, status))

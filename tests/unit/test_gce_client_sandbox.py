@@ -8,7 +8,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "module_utils"))
-from gce_client import GceApiError, GceClient, GceOperationError, GceTimeoutError
+from gce_client import GceApiError, GceClient, GceConnectionError, GceOperationError, GceTimeoutError
 
 ZONE = "us-central1-a"
 
@@ -120,3 +120,57 @@ def test_realistic_operations_are_polled_until_done(sandbox, client):
     polls = [r for r in sandbox.requests() if r["method"] == "GET" and "/operations/" in r["path"]]
     assert len(polls) >= 3
     assert client.get(client.zone_path(ZONE, "instances", "vm"))["status"] == "RUNNING"
+
+
+def test_a_429_and_503_burst_on_insert_makes_exactly_one_vm(sandbox, client):
+    sandbox.add_fault("http_error", status=429, count=2, method="POST", path_regex=r"/instances$")
+    sandbox.add_fault("http_error", status=503, count=2, method="POST", path_regex=r"/instances$")
+    sandbox.clear_requests()
+    op = create_vm(client, gpus=0)
+    assert op["status"] == "DONE" and "error" not in op
+    attempts = logged(sandbox, "POST", "/instances")
+    assert [r["status"] for r in attempts] == [429, 429, 503, 503, 200]
+    assert len({r["query"]["requestId"] for r in attempts}) == 1
+    assert client.retry_count == 4
+    assert [i["name"] for i in client.list(client.zone_path(ZONE, "instances"))] == ["vm"]
+
+
+def test_a_503_burst_while_polling_the_operation_is_ridden_out(sandbox, client):
+    sandbox.set_timing("realistic", 0.1)
+    try:
+        op = client.post(client.zone_path(ZONE, "instances"), {
+            "name": "vm", "machineType": f"zones/{ZONE}/machineTypes/n1-standard-4",
+            "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
+                "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
+            "networkInterfaces": [{"network": "global/networks/default"}]})
+        sandbox.add_fault("http_error", status=503, count=3, method="GET", path_regex=r"/operations/")
+        done = client.wait_for_operation(op, timeout=30)
+    finally:
+        sandbox.set_timing("instant")
+    assert done["status"] == "DONE" and client.retry_count == 3
+
+
+def test_an_answer_lost_after_the_insert_was_done_does_not_make_a_second_vm(sandbox, client):
+    """The worst connection failure: GCE did the insert, the answer never arrived. The retry carries
+    the same requestId, so GCE (and the sandbox) hand back the first operation."""
+    sandbox.add_fault("disconnect", when="after", count=1, method="POST", path_regex=r"/instances$")
+    sandbox.clear_requests()
+    op = create_vm(client, gpus=0)
+    assert op["status"] == "DONE" and "error" not in op
+    attempts = logged(sandbox, "POST", "/instances")
+    assert [r["status"] for r in attempts] == [0, 200]
+    assert len({r["query"]["requestId"] for r in attempts}) == 1
+    assert [i["name"] for i in client.list(client.zone_path(ZONE, "instances"))] == ["vm"]
+
+
+def test_a_connection_that_stays_down_says_so_within_the_bound(sandbox, client):
+    client.max_retries = 2
+    sandbox.add_fault("disconnect", method="GET", path_regex=r"/zones/us-central1-a$")
+    started = time.monotonic()
+    with pytest.raises(GceConnectionError) as info:
+        client.get(client.project_path("zones", ZONE))
+    assert time.monotonic() - started < 10
+    assert info.value.status is None and info.value.attempts == 3
+    assert "GCE refused nothing" in info.value.message and "no answer" in info.value.message
+    assert len(logged(sandbox, "GET", "/zones/us-central1-a")) == 3
+    sandbox.clear_faults()
