@@ -1,6 +1,7 @@
 """Files the sandbox writes into its state directory for clients:
 
-  env.sh / env.json       the client environment (proxy, CA bundle, gcloud, google.cloud)
+  env.sh / env.json       the client environment (proxy, CA bundles, gcloud, every google.cloud auth
+                          kind, google-api-python-client); see client_env() for what differs
   service-account.json    a real-format service-account key whose RSA key the sandbox made
   gcloud/properties       a gcloud configuration pointed at the sandbox (CLOUDSDK_CONFIG)
   admin-token             the secret the /_sandbox/ admin endpoints want (mode 0600)
@@ -126,9 +127,26 @@ def ensure_ssh_key(state_dir: pathlib.Path) -> pathlib.Path:
     return path
 
 
+# Credentials, and why env.sh exports no GCP_ACCESS_TOKEN: google.cloud reads GCP_ACCESS_TOKEN,
+# GCP_SERVICE_ACCOUNT_FILE, ... as fallbacks of every task's options, and refuses an access_token
+# (or a service_account_file) with any other auth_kind. A shell that exports the token breaks every
+# task written for serviceaccount, application or machineaccount. So env.sh exports what each kind
+# finds on its own, and nothing a task did not ask for:
+#   application     (GCP_AUTH_KIND's value, so tasks may omit auth_kind; google-auth, gcloud-less
+#                    scripts, google-api-python-client): GOOGLE_APPLICATION_CREDENTIALS = the key below
+#   serviceaccount  service_account_file: $GCE_SANDBOX_SERVICE_ACCOUNT_FILE
+#   accesstoken     access_token: $GCE_SANDBOX_ACCESS_TOKEN
+#   machineaccount  GCE_METADATA_HOST = the sandbox's metadata server (metadata_server.py)
+# env.json also keeps GCP_AUTH_KIND=accesstoken and GCP_ACCESS_TOKEN for programs that take it as a
+# whole for one accesstoken setup (the sandbox inventory's gcp_access_token, the test runner).
+ENV_JSON_ONLY = {"GCP_AUTH_KIND": "accesstoken", "GCP_ACCESS_TOKEN": STATIC_TOKEN}
+
+
 def client_env(state_dir: pathlib.Path, port: int, project: str, vms: str = "none") -> dict[str, str]:
+    """What env.sh exports: every client in the README and every google.cloud auth kind."""
     url = f"http://127.0.0.1:{port}"
     bundle = str(state_dir / "ca-bundle.pem")
+    key_file = str(state_dir / "service-account.json")
     return {
         "HTTPS_PROXY": url,
         "https_proxy": url,
@@ -137,17 +155,22 @@ def client_env(state_dir: pathlib.Path, port: int, project: str, vms: str = "non
         "REQUESTS_CA_BUNDLE": bundle,
         "SSL_CERT_FILE": bundle,
         "CURL_CA_BUNDLE": bundle,
+        # google-api-python-client's httplib2 reads its CA bundle here (and needs PySocks to use
+        # HTTPS_PROXY at all).
+        "HTTPLIB2_CA_CERTS": bundle,
         "CLOUDSDK_CONFIG": str(state_dir / "gcloud"),
         "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": f"{url}/compute/v1/",
         "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
         "CLOUDSDK_CORE_PROJECT": project,
         "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
         "GCP_PROJECT": project,
-        "GCP_AUTH_KIND": "accesstoken",
-        "GCP_ACCESS_TOKEN": STATIC_TOKEN,
+        "GCP_AUTH_KIND": "application",
+        "GOOGLE_APPLICATION_CREDENTIALS": key_file,
+        "GCE_METADATA_HOST": f"127.0.0.1:{port}",
+        "GCE_SANDBOX_ACCESS_TOKEN": STATIC_TOKEN,
         "GCE_SANDBOX_URL": url,
         "GCE_SANDBOX_STATE_DIR": str(state_dir),
-        "GCE_SANDBOX_SERVICE_ACCOUNT_FILE": str(state_dir / "service-account.json"),
+        "GCE_SANDBOX_SERVICE_ACCOUNT_FILE": key_file,
         # "podman": every VM is a container the controller reaches over SSH with this key.
         "GCE_SANDBOX_VMS": vms,
         **({"GCE_SANDBOX_SSH_KEY": str(state_dir / "ssh" / "google_compute_engine")} if vms == "podman" else {}),
@@ -156,9 +179,15 @@ def client_env(state_dir: pathlib.Path, port: int, project: str, vms: str = "non
 
 def write_client_files(state_dir: pathlib.Path, port: int, project: str, vms: str = "none") -> dict[str, str]:
     env = client_env(state_dir, port, project, vms)
-    (state_dir / "env.json").write_text(json.dumps(env, indent=1, sort_keys=True) + "\n")
+    (state_dir / "env.json").write_text(json.dumps(dict(env, **ENV_JSON_ONLY), indent=1, sort_keys=True) + "\n")
     lines = ["# Client environment for the gce-sandbox at " + env["GCE_SANDBOX_URL"],
-             "# Use: . " + shlex.quote(str(state_dir / "env.sh"))]
+             "# Use: . " + shlex.quote(str(state_dir / "env.sh")),
+             "# google.cloud: any auth_kind works; application is the default (GCP_AUTH_KIND). For the others:",
+             "#   serviceaccount: service_account_file: $GCE_SANDBOX_SERVICE_ACCOUNT_FILE",
+             "#   accesstoken:    access_token: $GCE_SANDBOX_ACCESS_TOKEN",
+             "#   machineaccount: nothing more (GCE_METADATA_HOST is the sandbox)",
+             # A shell that sourced an older env.sh still has the token that breaks other auth kinds.
+             "unset GCP_ACCESS_TOKEN GCP_SERVICE_ACCOUNT_FILE GCP_SERVICE_ACCOUNT_CONTENTS"]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
     (state_dir / "env.sh").write_text("\n".join(lines) + "\n")
     gdir = state_dir / "gcloud"

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import catalog, cloudquotas, discovery
+from . import catalog, cloudquotas, discovery, metadata_server
 from .compute import Compute, Faults, RetryAfter, now_rfc3339, public
 from .compute.timing import settings as timing_settings
 from .envfiles import (ADMIN_TOKEN_FILE, ADMIN_TOKEN_HEADER, DEFAULT_PROJECT, STATIC_TOKEN, ensure_admin_token,
@@ -508,6 +508,9 @@ class Handler(BaseHTTPRequestHandler):
         if host is None and path.startswith("/_sandbox/"):
             self._admin(method, path, query, raw)
             return
+        if host is None and path.startswith(metadata_server.PREFIX):
+            self._metadata(method, path, query, raw)
+            return
         if host is not None and host not in SERVED_HOSTS:
             status, body, info = 404, ApiError(404, f"The sandbox does not emulate {host}.", "notFound").body(), {}
         else:
@@ -521,6 +524,20 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._log(method, host, path, query, raw, status, info)
         self._send_json(status, body)
+
+    def _metadata(self, method: str, path: str, query: dict, raw: bytes) -> None:
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with self.sandbox.lock:
+            status, ctype, data = metadata_server.handle(self.sandbox.state, method, path, headers)
+            if status == 200 and path.endswith("/token"):
+                self.sandbox.save()
+        self._log(method, "metadata", path, query, b"", status, {"token_request": True})
+        self.send_response(status)
+        self.send_header("Metadata-Flavor", "Google")
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _log(self, method, host, path, query, raw, status, info) -> None:
         try:

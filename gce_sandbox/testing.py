@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 import signal
 import subprocess
 import sys
@@ -127,6 +128,16 @@ class SandboxProcess:
                 return exc.code, json.loads(raw)
             except ValueError:
                 return exc.code, raw.decode(errors="replace")
+
+    @property
+    def shell_env(self) -> dict[str, str]:
+        """What `. STATE/env.sh` exports (env.json also carries an accesstoken setup; see envfiles)."""
+        out = {}
+        for line in (self.state_dir / "env.sh").read_text().splitlines():
+            if line.startswith("export "):
+                key, _, value = line[len("export "):].partition("=")
+                out[key] = shlex.split(value)[0] if value else ""
+        return out
 
     @property
     def admin_token(self) -> str | None:

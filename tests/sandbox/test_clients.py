@@ -234,3 +234,80 @@ def test_gcloud_list_and_describe(sb, tmp_path):
     assert out.returncode == 0, out.stdout
     assert out.stdout.split() == ["RUNNING", "nvidia-tesla-t4"]
     assert any(e["method_id"] == "compute.instances.get" for e in sb.requests())
+
+
+def sourced(sb, command: list[str], **extra) -> list[str]:
+    """Run `command` in bash after `. STATE/env.sh`, as a user does, from an environment with none of
+    the sandbox's variables and a stale GCP_ACCESS_TOKEN (what an older env.sh exported)."""
+    base = {k: v for k, v in client_env(sb).items() if k not in sb.env}
+    base.update(GCP_ACCESS_TOKEN="stale-token", **extra)
+    script = f". {sb.state_dir / 'env.sh'} && exec \"$@\""
+    return ["bash", "-c", script, "bash", *command], base
+
+
+ALL_AUTH_KINDS = f"""
+    - name: Read the VM with the default auth kind (application, from env.sh)
+      google.cloud.gcp_compute_instance_info:
+        zone: {ZONE}
+        filters: ["name = nb1"]
+      register: by_application
+    - name: Read it with a service-account key
+      google.cloud.gcp_compute_instance_info:
+        zone: {ZONE}
+        filters: ["name = nb1"]
+        auth_kind: serviceaccount
+        service_account_file: "{{{{ lookup('ansible.builtin.env', 'GCE_SANDBOX_SERVICE_ACCOUNT_FILE') }}}}"
+      register: by_serviceaccount
+    - name: Read it with an access token
+      google.cloud.gcp_compute_instance_info:
+        zone: {ZONE}
+        filters: ["name = nb1"]
+        auth_kind: accesstoken
+        access_token: "{{{{ lookup('ansible.builtin.env', 'GCE_SANDBOX_ACCESS_TOKEN') }}}}"
+      register: by_accesstoken
+    - name: Read it as the machine's account (the metadata server)
+      google.cloud.gcp_compute_instance_info:
+        zone: {ZONE}
+        filters: ["name = nb1"]
+        auth_kind: machineaccount
+      register: by_machineaccount
+    - name: Check that every auth kind saw the VM
+      ansible.builtin.assert:
+        that: item.resources | map(attribute='name') | list == ['nb1']
+      loop: "{{{{ [by_application, by_serviceaccount, by_accesstoken, by_machineaccount] }}}}"
+"""
+
+
+def test_env_sh_serves_every_google_cloud_auth_kind(sb, tmp_path):
+    create_vm(sb, name="nb1")
+    cmd, env = sourced(sb, [str(BIN / "ansible-playbook"), "-i", "localhost,",
+                            str(playbook(tmp_path, ALL_AUTH_KINDS))])
+    out = run(cmd, env, tmp_path)
+    assert out.returncode == 0, out.stdout
+    assert recap(out.stdout)["failed"] == 0
+    hosts = [e["host"] for e in sb.requests()]
+    assert "oauth2.googleapis.com" in hosts        # application and serviceaccount: the key's JWT grant
+    assert "metadata" in hosts                     # machineaccount: the metadata server's token
+
+
+def test_env_sh_serves_google_api_python_client(sb, tmp_path):
+    create_vm(sb, name="nb1")
+    code = ("import os, googleapiclient.discovery as d\n"
+            "svc = d.build('compute', 'v1', static_discovery=True)\n"
+            f"items = svc.instances().list(project=os.environ['GCP_PROJECT'], zone='{ZONE}').execute()['items']\n"
+            "print('names=' + ','.join(i['name'] for i in items))\n")
+    cmd, env = sourced(sb, [sys.executable, "-c", code])
+    out = run(cmd, env, tmp_path)
+    assert out.returncode == 0, out.stdout
+    assert "names=nb1" in out.stdout
+    assert any(e["method_id"] == "compute.instances.list" for e in sb.requests())
+
+
+def test_metadata_server_wants_its_header(sb):
+    url = f"{sb.url}/computeMetadata/v1/instance/service-accounts/default/token"
+    direct = {"http": None, "https": None}
+    assert requests.get(url, timeout=10, proxies=direct).status_code == 403
+    resp = requests.get(url, headers={"Metadata-Flavor": "Google"}, timeout=10, proxies=direct)
+    assert resp.headers["Metadata-Flavor"] == "Google"
+    token = resp.json()["access_token"]
+    assert sb.call("GET", f"/compute/v1/projects/{PROJECT}", token=token)[0] == 200

@@ -4,6 +4,8 @@ persistence across restarts, Cloud Quotas."""
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -99,7 +101,11 @@ def test_cli_start_fault_quota_stop_and_persistence(tmp_path):
         assert env["HTTPS_PROXY"] == f"http://127.0.0.1:{info['port']}"
         assert env["GCP_AUTH_KIND"] == "accesstoken" and env["CLOUDSDK_AUTH_DISABLE_CREDENTIALS"] == "true"
         assert env["CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE"].endswith("/compute/v1/")
-        assert "export HTTPS_PROXY=" in (state / "env.sh").read_text()
+        env_sh = (state / "env.sh").read_text()
+        assert "export HTTPS_PROXY=" in env_sh
+        # env.sh must not export a token: google.cloud would then refuse every other auth kind.
+        assert "export GCP_ACCESS_TOKEN" not in env_sh and "unset GCP_ACCESS_TOKEN" in env_sh
+        assert "export GCP_AUTH_KIND=application" in env_sh and "export HTTPLIB2_CA_CERTS=" in env_sh
         sa = json.loads((state / "service-account.json").read_text())
         assert sa["type"] == "service_account" and sa["client_email"] == f"ansible@{PROJECT}.iam.gserviceaccount.com"
         assert sa["token_uri"] == "https://oauth2.googleapis.com/token"
@@ -161,3 +167,33 @@ def test_cloud_quotas_preference(sandbox_server):
     assert status == 409
     status, out = sb.call("POST", f"{parent}/quotaPreferences?quotaPreferenceId=x", dict(body, bogus=1))
     assert status == 400 and "Unknown name \"bogus\"" in out["error"]["message"]
+
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_cli_looks_where_make_sandbox_keeps_the_state(monkeypatch):
+    from gce_sandbox import cli as sandbox_cli
+
+    monkeypatch.delenv("GCE_SANDBOX_STATE_DIR", raising=False)
+    make_default = re.search(r"^SANDBOX_STATE \?= (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert sandbox_cli.DEFAULT_STATE_DIR == REPO / make_default
+    parser = sandbox_cli.build_parser()
+    for argv in (["status"], ["log"], ["fault", "list"], ["stop"], ["timing"]):
+        assert parser.parse_args(argv).state_dir == str(REPO / make_default), argv
+
+
+def test_cli_finds_the_running_sandbox_from_a_shell_that_sourced_env_sh(sandbox_server, tmp_path):
+    sb = sandbox_server
+    sb.reset()
+    sb.enable_compute()
+    create_vm(sb, gpus=0, scheduling={})
+    py = sys.executable
+    script = f". {sb.state_dir}/env.sh && cd {tmp_path} && {py} -m gce_sandbox status && {py} -m gce_sandbox log --mutating"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GCE_SANDBOX")}
+    env["PYTHONPATH"] = str(REPO)
+    out = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stdout
+    assert f"running at {sb.url}" in out.stdout and "us-central1-a/vm1: RUNNING" in out.stdout
+    assert "compute.instances.insert" in out.stdout
