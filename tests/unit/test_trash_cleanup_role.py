@@ -109,6 +109,7 @@ def test_good_inputs_pass_validation(tmp_path):
     [
         ({"trash_cleanup_older_than_days": -1}, "trash_cleanup_older_than_days must be 0"),
         ({"trash_cleanup_paths": ["relative/Trash"]}, "must be an absolute path"),
+        ({"trash_cleanup_paths": ["/data/Trash\nExecStartPost=/bin/sh"]}, "directory, on one line"),
         ({"trash_cleanup_users": ["alice", "bad user"]}, "must hold account names"),
         ({"trash_cleanup_timer_randomized_delay": "soon"}, "must be a systemd time span"),
     ],
