@@ -12,6 +12,9 @@ from __future__ import absolute_import, division, print_function
 import ipaddress
 import re
 
+# How a zone maps to its region lives with the prices, which need it too.
+from ansible.module_utils.gce_pricing import region_of  # noqa: F401 (re-exported for the module)
+
 __metaclass__ = type
 
 # Which variable feeds which request field: messages name the variable a user edits.
@@ -124,8 +127,17 @@ def family_of(machine_type):
     return (machine_type or "").split("-", 1)[0]
 
 
-def region_of(zone):
-    return zone.rsplit("-", 1)[0]
+def has_builtin_gpus(machine_type):
+    """The machine type carries its GPUs (A2, A3, A4, G2, G4...): the one list is BUILTIN_GPU_FAMILIES."""
+    return family_of(machine_type) in BUILTIN_GPU_FAMILIES
+
+
+def resolve_access(access, ssh_source_ranges):
+    """gce_vm_access when set; otherwise iap when SSH is open to IAP's range (gce_vm's default),
+    else ssh with the user's key."""
+    if access:
+        return access
+    return "iap" if IAP_RANGE in (ssh_source_ranges or []) else "ssh"
 
 
 def var(key):
@@ -194,6 +206,10 @@ def _gpu_rules(p, out):
     family = family_of(machine_type)
     gpu_type = p.get("gpu_type") or ""
     count = p.get("gpu_count")
+    if isinstance(count, bool) or str(count).strip().lower() in ("true", "false", "yes", "no"):
+        _refuse(out, "gpu_count", "gpu_count",
+                "%r is a yes/no, not a number of GPUs; set a count such as 1 (or 0 for none)." % (count,))
+        return
     try:
         count = int(count or 0)
     except (TypeError, ValueError):
@@ -407,8 +423,25 @@ def quota_shortfalls(p, quotas_by_scope, wanted):
                usage + amount)
         )
         variable = var("gpu_count") if "GPU" in name else (var("disk_size_gb") if "GB" in name else var("machine_type"))
+        standard = _standard_quota_free(quotas, name, amount)
+        if standard is not None:
+            # Spot has its own (often zero) quota; the on-demand one may have room.
+            variable = var("provisioning_model")
+            message += (" The on-demand quota %s has %g free: %s: STANDARD fits now (at the on-demand price)."
+                         % (name[len("PREEMPTIBLE_"):], standard, variable))
         out.append(Refusal("quota", variable, message, details))
     return out
+
+
+def _standard_quota_free(quotas, name, amount):
+    """What the on-demand twin of a short PREEMPTIBLE_ metric has free, when that covers `amount`."""
+    if not name.startswith("PREEMPTIBLE_"):
+        return None
+    twin = quotas.get(name[len("PREEMPTIBLE_"):])
+    if not twin:
+        return None
+    free = float(twin.get("limit", 0)) - float(twin.get("usage", 0))
+    return free if free >= amount else None
 
 
 def quotas_map(resource):

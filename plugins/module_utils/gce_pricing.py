@@ -39,6 +39,17 @@ _BUILTIN_SHAPES = {
     "a2-ultragpu-2g": (24, 340, "nvidia-a100-80gb", 2),
     "a2-ultragpu-4g": (48, 680, "nvidia-a100-80gb", 4),
     "a2-ultragpu-8g": (96, 1360, "nvidia-a100-80gb", 8),
+    "a3-highgpu-1g": (26, 234, "nvidia-h100-80gb", 1),
+    "a3-highgpu-2g": (52, 468, "nvidia-h100-80gb", 2),
+    "a3-highgpu-4g": (104, 936, "nvidia-h100-80gb", 4),
+    "a3-highgpu-8g": (208, 1872, "nvidia-h100-80gb", 8),
+    "a3-megagpu-8g": (208, 1872, "nvidia-h100-mega-80gb", 8),
+    "a3-ultragpu-8g": (224, 2952, "nvidia-h200-141gb", 8),
+    "a4-highgpu-8g": (224, 3968, "nvidia-b200", 8),
+    "g4-standard-48": (48, 180, "nvidia-rtx-pro-6000", 1),
+    "g4-standard-96": (96, 360, "nvidia-rtx-pro-6000", 2),
+    "g4-standard-192": (192, 720, "nvidia-rtx-pro-6000", 4),
+    "g4-standard-384": (384, 1440, "nvidia-rtx-pro-6000", 8),
 }
 
 
@@ -98,11 +109,16 @@ def _region_prices(prices, region):
     )
 
 
+# What the user changes when the table has no price for a key: the variable that chose it.
+_CHOSEN_BY = {"GPU": "gce_vm_gpu_type", "machine family": "gce_vm_machine_type", "disk": "gce_vm_disk_type"}
+
+
 def _lookup(table, key, what, region):
     if key not in table:
         raise PricingError(
-            "the price table has no %s price for %s in %s; add it to gce_preflight_price_overrides"
-            % (what, key, region)
+            "%s: the price table has no %s price for %s in %s. Pick one it prices (%s), or add the "
+            "price of %s to gce_preflight_price_overrides."
+            % (_CHOSEN_BY[what], what, key, region, ", ".join(sorted(table)) or "none", key)
         )
     return table[key]
 

@@ -327,8 +327,9 @@ def plan_changes(params, instance, disks_by_device):
         want_acc = accelerators_map(params["accelerators"])
         if want_acc and family not in ATTACHABLE_GPU_FAMILIES:
             raise ConfigError(
-                "accelerators: %s machine types have their GPUs built in; GPUs attach only to N1 "
-                "machine types. Set accelerators to [] or choose an n1-* machine_type." % after["machine_type"])
+                "gce_vm_gpu_count: %s machine types have their GPUs built in; GPUs attach only to N1 "
+                "machine types. Set gce_vm_gpu_count: 0 (and gce_vm_gpu_type: ''), or choose an n1-* "
+                "gce_vm_machine_type." % after["machine_type"])
         if want_acc != before["accelerators"]:
             after["accelerators"] = want_acc
     gpus_after = after["accelerators"]
@@ -404,9 +405,12 @@ def plan_changes(params, instance, disks_by_device):
     # Disks: only grow. Check every disk before planning any resize.
     wanted_sizes = []
     if params.get("boot_disk_size_gb") is not None:
-        wanted_sizes.append((boot_device, params["boot_disk_size_gb"], "boot_disk_size_gb"))
+        # Messages name what the user sets: the boot disk comes from gce_vm_disk_size_gb (through
+        # gce_lifecycle_boot_disk_size_gb), data disks from gce_lifecycle_disks.
+        wanted_sizes.append((boot_device, params["boot_disk_size_gb"], "gce_vm_disk_size_gb"))
     for disk in params.get("disks") or []:
-        wanted_sizes.append((disk["device_name"], disk["size_gb"], "disks[%s].size_gb" % disk["device_name"]))
+        wanted_sizes.append((disk["device_name"], disk["size_gb"],
+                             "gce_lifecycle_disks[%s].size_gb" % disk["device_name"]))
     for device, size, label in wanted_sizes:
         if device not in before["disks"]:
             raise ConfigError("%s: the VM has no disk with device name %r (it has: %s)" % (
@@ -415,8 +419,8 @@ def plan_changes(params, instance, disks_by_device):
         if size < current:
             raise ConfigError(
                 "%s: refusing to shrink disk %r from %d GB to %d GB. Compute Engine disks can only "
-                "grow; to get a smaller disk, create a new one and copy the data." % (
-                    label, device, current, size))
+                "grow: set %s to %d or more, or, for a smaller disk, create a new one and copy the "
+                "data." % (label, device, current, size, label, current))
     for device, size, label in wanted_sizes:
         if size > before["disks"][device]:
             after["disks"][device] = size

@@ -40,7 +40,10 @@ options:
     description: Accelerator type attached to an N1 machine type; empty for none or built-in.
     type: str
     default: ""
-  gpu_count: {description: Attached GPUs; 0 for A2/G2 whose GPUs are built in., type: int, default: 0}
+  gpu_count:
+    description: Attached GPUs; 0 for A2/A3/A4/G2/G4 whose GPUs are built in. Checked here, so true/false is refused.
+    type: raw
+    default: 0
   fleet_size:
     description:
       - VMs of this shape in the declaration (gce_vm_count). Quota and the budget are checked for all of them, as if
@@ -63,7 +66,10 @@ options:
     description: The port Jupyter listens on (the user's C(jupyter_port)); refused when the firewall opens it.
     type: int
     default: 8080
-  access: {description: ssh, oslogin or iap., type: str, default: ssh}
+  access:
+    description: ssh, oslogin or iap; empty picks iap when C(ssh_source_ranges) holds IAP's range, else ssh.
+    type: str
+    default: ""
   ssh_public_key: {description: OpenSSH public key for C(access=ssh)., type: str, default: ""}
   ssh_user: {description: User of the ssh-keys metadata entry., type: str, default: jupyter}
   provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD}
@@ -180,23 +186,52 @@ def machine_from_table(machine_type):
     return shape
 
 
-def candidate_list(p, mt_zones, gpu_zones):
-    """Zones to try in order, and the ones dropped with why."""
+def wanted_zones(p, mt_zones):
+    """The zone, gce_vm_candidate_zones, then the zones of gce_vm_candidate_regions, in order."""
     primary = p["zone"]
     wanted = [primary] + [z for z in p["candidate_zones"] if z != primary]
     for region in p["candidate_regions"]:
         for zone in sorted(mt_zones):
             if pc.region_of(zone) == region and zone not in wanted:
                 wanted.append(zone)
+    return wanted
+
+
+def candidate_list(p, wanted, mt_zones, gpu_zones, known_zones=None):
+    """Zones to try in order, and the ones dropped with why. known_zones: every zone of the
+    project (read only when a wanted zone offers nothing), to tell a typo from a zone without
+    the machine type."""
     keep, dropped = [], []
     for zone in wanted:
-        if zone not in mt_zones:
-            dropped.append({"zone": zone, "reason": "machine type %s not offered" % p["machine_type"]})
+        if known_zones is not None and zone not in known_zones:
+            dropped.append({"zone": zone, "reason": "zone %s does not exist" % zone})
+        elif zone not in mt_zones:
+            dropped.append({"zone": zone, "reason": "machine type %s not offered there" % p["machine_type"]})
         elif gpu_zones is not None and zone not in gpu_zones:
-            dropped.append({"zone": zone, "reason": "%s not offered" % p["gpu_type"]})
+            dropped.append({"zone": zone, "reason": "%s not offered there" % p["gpu_type"]})
         else:
             keep.append(zone)
     return keep, dropped
+
+
+def candidate_refusals_and_warnings(p, dropped, result):
+    """A candidate zone that does not exist is a typo: refused. One that lacks the machine type
+    or the GPU is left out, and said so."""
+    refusals = []
+    named = set(p["candidate_zones"])
+    for entry in dropped:
+        if entry["zone"] not in named or entry["zone"] == p["zone"]:
+            continue
+        if entry["reason"].endswith("does not exist"):
+            refusals.append(pc.Refusal(
+                "zone_exists", pc.var("candidate_zones"),
+                "%s: zone %s does not exist. Zones of %s: %s." % (
+                    pc.var("candidate_zones"), entry["zone"], pc.region_of(entry["zone"]),
+                    ", ".join(entry.get("region_zones") or []) or "none")))
+        else:
+            result.setdefault("warnings", []).append(
+                "%s: %s left out: %s." % (pc.var("candidate_zones"), entry["zone"], entry["reason"]))
+    return refusals
 
 
 def zone_listing(zones, near_region=None, limit=12):
@@ -219,6 +254,13 @@ def api_checks(client, p, result):
     mt_by_zone = dict((item.get("zone") and resource_name(item["zone"]), item) for item in mt_items)
     if zone not in mt_by_zone:
         zone_resource = client.get_or_none(client.zone_path(zone))
+        if zone_resource is not None and not mt_by_zone:
+            refusals.append(pc.Refusal(
+                "machine_type_exists", pc.var("machine_type"),
+                "%s: no such machine type %s: no zone offers it. Predefined types look like n1-standard-8 "
+                "(N1: 1, 2, 4, 8, 16, 32, 64 or 96 vCPUs), g2-standard-8 or a2-highgpu-1g; list them with "
+                "gcloud compute machine-types list --zones %s." % (pc.var("machine_type"), p["machine_type"], zone)))
+            return refusals
         if zone_resource is None:
             zones = [z["name"] for z in client.list(client.project_path("zones"))]
             in_region = [z for z in zones if pc.region_of(z) == region]
@@ -293,8 +335,17 @@ def api_checks(client, p, result):
         else:
             checks.append("disk_vs_image")
 
-    candidates, dropped = candidate_list(p, set(mt_by_zone), gpu_zones)
+    zones_wanted = wanted_zones(p, set(mt_by_zone))
+    known_zones = None
+    if any(z not in mt_by_zone for z in zones_wanted):
+        # One read, only when a wanted zone offers nothing: a typo or a zone without the type?
+        known_zones = set(z["name"] for z in client.list(client.project_path("zones")))
+    candidates, dropped = candidate_list(p, zones_wanted, set(mt_by_zone), gpu_zones, known_zones)
+    for entry in dropped:
+        if known_zones is not None and entry["zone"] not in known_zones:
+            entry["region_zones"] = sorted(z for z in known_zones if pc.region_of(z) == pc.region_of(entry["zone"]))
     result["dropped_zones"] = dropped
+    refusals.extend(candidate_refusals_and_warnings(p, dropped, result))
 
     # Quota: limit - usage, per candidate region and project-wide.
     wanted = [(metric, amount * p["fleet_size"], scope)
@@ -337,7 +388,7 @@ def main():
         candidate_regions=dict(type="list", elements="str", default=[]),
         machine_type=dict(type="str", required=True),
         gpu_type=dict(type="str", default=""),
-        gpu_count=dict(type="int", default=0),
+        gpu_count=dict(type="raw", default=0),
         fleet_size=dict(type="int", default=1),
         image_project=dict(type="str", required=True),
         image_family=dict(type="str", required=True),
@@ -348,7 +399,7 @@ def main():
         allow_public_ssh=dict(type="bool", default=False),
         firewall_ports=dict(type="list", elements="raw", default=[22]),
         jupyter_port=dict(type="int", default=8080),
-        access=dict(type="str", default="ssh"),
+        access=dict(type="str", default=""),
         ssh_public_key=dict(type="str", default="", no_log=False),
         ssh_user=dict(type="str", default="jupyter"),
         provisioning_model=dict(type="str", default="STANDARD"),
@@ -362,6 +413,7 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = dict(module.params)
     p["gpu_type"] = p["gpu_type"] or ""
+    p["access"] = pc.resolve_access(p["access"], p["ssh_source_ranges"])
     result = {"changed": False, "exists": False, "fast_path": False, "api_disabled": False, "checks": [],
               "api_calls": 0, "candidate_zones": [], "dropped_zones": []}
 
@@ -369,6 +421,7 @@ def main():
     if refusals:
         fail(module, result, refusals, "local")
     result["checks"].append("local_validation")
+    p["gpu_count"] = int(p["gpu_count"] or 0)
 
     client = None
     existing = None
@@ -424,7 +477,7 @@ def main():
             disks=[{"type": p["disk_type"], "size_gb": p["disk_size_gb"]}],
             spot=p["provisioning_model"] == "SPOT", external_ip=p["external_ip"], static_ip=p["static_ip"])
     except gce_pricing.PricingError as exc:
-        module.fail_json(msg="Cost estimate impossible: %s" % exc, **result)
+        module.fail_json(msg="No cost estimate: %s" % exc, **result)
     result["cost"] = cost
     refusal = gce_pricing.budget_refusal(fleet_cost(cost, p["fleet_size"]), p["budget_monthly_usd"])
     if refusal and p["fleet_size"] > 1:

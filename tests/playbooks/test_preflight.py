@@ -53,11 +53,14 @@ BAD_INPUTS = [
     ({"gce_vm_provisioning_model": "PREEMPTIBLE"}, ["gce_vm_provisioning_model", "SPOT"], True),
     ({"gce_vm_instance_termination_action": "HIBERNATE"}, ["gce_vm_instance_termination_action", "STOP"], True),
     ({"gce_budget_monthly_usd": -5}, ["gce_budget_monthly_usd", "positive"], True),
+    ({"gce_vm_gpu_count": True}, ["gce_vm_gpu_count: True is a yes/no, not a number of GPUs"], True),
     ({"gce_budget_monthly_usd": 100}, ["gce_budget_monthly_usd", "546.55", "100.00", "spot"], True),
     # Read-only API checks.
     ({"gce_vm_zone": "us-central1-z"}, ["gce_vm_zone", "does not exist", "us-central1-a, us-central1-b"], False),
     ({"gce_vm_zone": "us-east1-b"}, ["gce_vm_gpu_type", "not offered in us-east1-b", "us-east1-c"], False),
-    ({"gce_vm_machine_type": "n1-standard-3"}, ["gce_vm_machine_type", "n1-standard-3 is not offered"], False),
+    ({"gce_vm_machine_type": "n1-standard-3"}, ["gce_vm_machine_type: no such machine type n1-standard-3"], False),
+    ({"gce_vm_candidate_zones": ["us-central1-q"]}, ["gce_vm_candidate_zones: zone us-central1-q does not exist",
+                                                     "us-central1-a, us-central1-b"], False),
     ({"gce_vm_machine_type": "g2-standard-8", "gce_vm_gpu_count": 0, "gce_vm_gpu_type": "",
       "gce_vm_zone": "us-central1-f"}, ["gce_vm_machine_type", "not offered in us-central1-f", "us-central1-a"], False),
     ({"gce_vm_image_family": "pytorch-9-9-cu999"}, ["gce_vm_image_family", "no image family"], False),
@@ -128,7 +131,16 @@ def test_spot_checks_the_preemptible_metric_and_project_gpus(sandbox, preflight_
     assert result.rc != 0, result
     assert "Quota PREEMPTIBLE_NVIDIA_T4_GPUS in us-central1 is short: limit 0, usage 0" in flat(result), result
     assert "Quota GPUS_ALL_REGIONS in project %s is short: limit 0" % sandbox.project in flat(result), result
+    # On-demand T4 quota is free in the sandbox: the refusal says how to use it.
+    assert "gce_vm_provisioning_model: STANDARD fits now" in flat(result), result
     assert sandbox.requests(mutating=True) == []
+
+
+def test_a_candidate_zone_without_the_gpu_is_named_not_dropped_silently(sandbox, preflight_playbook):
+    sandbox.enable_compute()
+    result = run_playbook(preflight_playbook, sandbox, extra_vars={"gce_vm_candidate_zones": ["us-east1-b"]})
+    assert result.rc == 0, result
+    assert "gce_vm_candidate_zones: us-east1-b left out: nvidia-tesla-t4 not offered there" in flat(result), result
 
 
 def test_usage_counts_against_the_limit(sandbox, preflight_playbook):

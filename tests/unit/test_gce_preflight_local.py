@@ -38,6 +38,8 @@ BAD = [
     ({"gpu_type": "tesla-t4"}, "gce_vm_gpu_type", "nvidia-tesla-t4"),
     ({"gpu_count": 3}, "gce_vm_gpu_count", "1, 2, 4"),
     ({"gpu_count": -1}, "gce_vm_gpu_count", "negative"),
+    ({"gpu_count": True}, "gce_vm_gpu_count", "yes/no"),
+    ({"gpu_count": "true"}, "gce_vm_gpu_count", "such as 1"),
     ({"machine_type": "n1-standard-64"}, "gce_vm_machine_type", "at most 48"),
     ({"machine_type": "n1-standard-96", "gpu_count": 2}, "gce_vm_machine_type", "gce_vm_gpu_count to 4"),
     ({"machine_type": "n1-standard-16", "gpu_type": "nvidia-tesla-v100"}, "gce_vm_machine_type", "at most 12"),
@@ -111,6 +113,13 @@ def test_spot_uses_preemptible_metric_and_falls_back():
               "CPUS": {"limit": 24, "usage": 0}}
     short = pc.quota_shortfalls(p, {"region": quotas, "region_name": "us-central1"}, wanted[:1])
     assert short and "PREEMPTIBLE_NVIDIA_T4_GPUS" in short[0].message
+    # On-demand quota is free: the refusal names the variable that switches to it.
+    assert short[0].variable == "gce_vm_provisioning_model"
+    assert "The on-demand quota NVIDIA_T4_GPUS has 4 free: gce_vm_provisioning_model: STANDARD fits now" \
+        in short[0].message
+    busy = dict(quotas, NVIDIA_T4_GPUS={"limit": 4, "usage": 4})
+    short = pc.quota_shortfalls(p, {"region": busy, "region_name": "us-central1"}, wanted[:1])
+    assert "STANDARD" not in short[0].message and short[0].variable == "gce_vm_gpu_count"
     # No PREEMPTIBLE_CPUS quota in the region: spot consumes CPUS.
     short = pc.quota_shortfalls(p, {"region": {"CPUS": {"limit": 4, "usage": 0}}, "region_name": "r"},
                                 [("PREEMPTIBLE_CPUS", 8, "region")])
@@ -208,3 +217,15 @@ def test_every_refusal_names_a_variable_the_user_sets():
     unknown = sorted(v for v in named if v not in settable)
     assert not unknown, "refusals would name variables nobody can set: %s" % unknown
 
+
+
+def test_access_defaults_to_iap_only_for_iap_s_range():
+    assert pc.resolve_access("", [pc.IAP_RANGE]) == "iap"
+    assert pc.resolve_access("", ["203.0.113.7/32"]) == "ssh"
+    assert pc.resolve_access("oslogin", [pc.IAP_RANGE]) == "oslogin"
+
+
+def test_builtin_families_are_one_list():
+    for machine_type in ("a2-highgpu-1g", "a3-highgpu-8g", "a4-highgpu-8g", "g2-standard-8", "g4-standard-48"):
+        assert pc.has_builtin_gpus(machine_type), machine_type
+    assert not pc.has_builtin_gpus("n1-standard-8")
