@@ -1,8 +1,14 @@
 """The sandbox answers as GCE does: each case names GCE's documented or publicly quoted answer.
 
-Sources: Google's "GPU machine types" page (vCPUs per attached GPU on N1), error bodies quoted in
-public issue threads (unknown zone, protected delete), gcloud's own image resolution (it asks
-imageFamilyViews for its default image flags).
+Sources: Google's "GPU machine types" page (vCPUs per attached GPU on N1; GPUs attach to N1 only),
+"GPU regions and zones" (which zone offers which GPU), error bodies quoted in public issue threads
+(unknown zone, protected delete, GPU not in the zone, E2 + GPU), gcloud's own image resolution (it
+asks imageFamilyViews for its default image flags), and the Compute Engine v1 API reference for each
+method and field the sandbox does not emulate (those answer 501 naming it: GCE would act on them).
+
+Elsewhere: operation timing (test_timing.py), partial failures (test_rules.py, partial_insert),
+429/503 bursts and lost connections (tests/unit/test_gce_client_sandbox.py), clients and every
+google.cloud auth kind through env.sh (test_clients.py).
 """
 
 from __future__ import annotations
@@ -192,7 +198,7 @@ NOT_EMULATED_FIELDS = [
 @pytest.mark.parametrize("case,path,body,named", NOT_EMULATED_FIELDS, ids=[f[0] for f in NOT_EMULATED_FIELDS])
 def test_fields_the_sandbox_cannot_honour_answer_501_and_create_nothing(sb, case, path, body, named):
     status, err = refused(sb, "POST", path, body)
-    assert (status, err["errors"][0]["reason"]) == (501, "notImplemented"), err
+    assert (status, err["errors"][0]["reason"]) == (501, "notImplemented"), (case, err)
     assert named in err["message"], err["message"]
     assert "not emulated by the sandbox" in err["message"]
     state = sb.state()

@@ -189,7 +189,8 @@ def test_cli_finds_the_running_sandbox_from_a_shell_that_sourced_env_sh(sandbox_
     sb.enable_compute()
     create_vm(sb, gpus=0, scheduling={})
     py = sys.executable
-    script = f". {sb.state_dir}/env.sh && cd {tmp_path} && {py} -m gce_sandbox status && {py} -m gce_sandbox log --mutating"
+    script = (f". {sb.state_dir}/env.sh && cd {tmp_path} && {py} -m gce_sandbox status"
+              f" && {py} -m gce_sandbox log --mutating")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GCE_SANDBOX")}
     env["PYTHONPATH"] = str(REPO)
     out = subprocess.run(["bash", "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
