@@ -23,7 +23,8 @@ SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 def handle(state: dict, method: str, path: str, headers: dict) -> tuple[int, str, bytes]:
     """(status, content type, body) for a request under /computeMetadata/v1/."""
     if headers.get("metadata-flavor", "") != "Google":
-        # The metadata server's own refusal (a 403 whose page names the missing header).
+        # The metadata server's own refusal: a 403 whose page names the missing header, as users
+        # quote it from `curl http://metadata.google.internal/computeMetadata/v1/...` without -H.
         return 403, "text/html", (f"Your client does not have permission to get URL {path} from this server. "
                                   "Missing Metadata-Flavor:Google header.\n").encode()
     project = state["project"]
