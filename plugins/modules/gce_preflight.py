@@ -165,6 +165,8 @@ def instance_summary(inst):
         "internal_ip": internal_ip,
         "self_link": inst.get("selfLink"),
         "service_accounts": inst.get("serviceAccounts") or [],
+        "boot_disk_gb": next((int(d["diskSizeGb"]) for d in inst.get("disks") or []
+                              if d.get("boot") and d.get("diskSizeGb")), None),
     }
 
 
@@ -178,6 +180,11 @@ def differences(p, summary):
                 summary["gpu_count"], summary["gpu_type"] or "none", p["gpu_count"], p["gpu_type"] or "none"))
     if summary["provisioning_model"] != p["provisioning_model"]:
         diff.append("provisioning model %s (wanted %s)" % (summary["provisioning_model"], p["provisioning_model"]))
+    disk = summary.get("boot_disk_gb")
+    if disk and p["disk_size_gb"] and disk != int(p["disk_size_gb"]):
+        diff.append("boot disk %d GB (wanted %d GB%s)" % (
+            disk, int(p["disk_size_gb"]),
+            "" if disk < int(p["disk_size_gb"]) else "; a disk cannot shrink: set %s to %d" % (pc.var("disk_size_gb"), disk)))
     return diff
 
 

@@ -90,6 +90,8 @@ def provisioned(sandbox):
     sandbox.enable_compute()
     wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{project}/global/firewalls", {
         "name": "gpu-jupyter-allow-ssh", "network": "global/networks/default", "direction": "INGRESS",
+        "description": "SSH to gpu-jupyter VMs. Jupyter itself listens on localhost and is reached "
+                       "through an SSH tunnel.",
         "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}], "sourceRanges": ["35.235.240.0/20"],
         "targetTags": ["gpu-jupyter"]}))
     wait_operation(sandbox, sandbox.api("POST", f"/compute/v1/projects/{project}/zones/{ZONE}/instances", {
@@ -468,3 +470,30 @@ def test_same_named_vms_in_two_zones_need_gce_lifecycle_zone(sandbox, run_playbo
     assert "VMs of the same name left alone: europe-west4-a." in flat(picked)
     assert instance(sandbox, NAME, FAILOVER_ZONE)["status"] == "TERMINATED"
     assert instance(sandbox, NAME, "europe-west4-a")["status"] == "RUNNING"
+
+
+def test_up_on_a_vm_that_differs_says_what_and_changes_nothing(provisioned, run_playbook):
+    """site.yml on an existing VM whose GPUs and disk differ from the declaration: the difference
+    is reported with the command that applies it, and nothing is sent that changes anything."""
+    sandbox = provisioned
+    sandbox.clear_requests()
+    result = run_playbook("site.yml", sandbox, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}, extra_vars={
+        "gce_vm_gpu_count": 2, "gce_vm_disk_size_gb": 200, "gce_budget_monthly_usd": 2000})
+    assert result.rc == 0, result
+    assert ("differs from the declaration: GPUs 1 x nvidia-tesla-t4 (wanted 2 x nvidia-tesla-t4); "
+            "boot disk 100 GB (wanted 200 GB). Nothing was changed.") in result.stdout, result.stdout[-3000:]
+    assert "make reconfigure" in result.stdout
+    assert mutating(sandbox) == []
+    vm = instance(sandbox)
+    assert [a["acceleratorCount"] for a in vm["guestAccelerators"]] == [1]
+    assert vm["disks"][0]["diskSizeGb"] == "100"
+
+
+def test_up_asking_for_a_smaller_disk_says_it_cannot_shrink(provisioned, run_playbook):
+    sandbox = provisioned
+    sandbox.clear_requests()
+    result = run_playbook("site.yml", sandbox, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
+                          extra_vars={"gce_vm_disk_size_gb": 60})
+    assert result.rc == 0, result
+    assert "boot disk 100 GB (wanted 60 GB; a disk cannot shrink: set gce_vm_disk_size_gb to 100)" in result.stdout
+    assert mutating(sandbox) == []
