@@ -1,19 +1,27 @@
 #!/usr/bin/python3
 """Hostile trash fixture for the trash_cleanup scenario. Runs INSIDE the test container only.
 
-    trash_fixture.py seed       users, hostile trash directories, and targets outside them;
-                                saves a snapshot of everything outside the trash to MANIFEST;
-                                starts a stand-in jupyter.service and saves its InvocationID
-    trash_fixture.py reseed     a fresh batch of old, recent and hostile entries (verify)
-    trash_fixture.py snapshot   print the snapshot of everything outside the trash (JSON)
+    trash_fixture.py seed           users, hostile trash directories, and targets outside them;
+                                    saves a snapshot of everything outside the trash to MANIFEST;
+                                    starts a stand-in jupyter.service and saves its InvocationID;
+                                    plants a stand-in of the old root-run cleaner to be removed
+    trash_fixture.py reseed TAG     a fresh batch of old, recent and hostile entries (verify)
+    trash_fixture.py refused        carol's ~/.local/share and dave's Trash/files become links,
+                                    alice gets a root-owned mode 000 entry (verify)
+    trash_fixture.py unrefuse       removes what `refused` planted
+    trash_fixture.py race SECONDS   as alice, swaps an old trash entry between a directory and
+                                    links to /etc and bob's files until SECONDS have passed
+    trash_fixture.py snapshot       print the snapshot of everything outside the trash (JSON)
 
 The symlinks here point at the container's /etc, /root and other users' files on purpose: the
-cleaner runs as root and must remove the links without ever going through them. The script
-refuses to run outside a podman container, so it can never plant these links on a real machine.
+cleanup runs as each trash's owner and must remove the links without ever reaching what they
+point to. The script refuses to run outside a podman container, so it can never plant these links
+on a real machine.
 """
 
 import hashlib
 import json
+import shutil
 import os
 import pwd
 import subprocess
@@ -22,6 +30,7 @@ import time
 import urllib.parse
 
 MANIFEST = "/var/lib/trash-fixture/outside.json"
+RACE_TURNS = "/var/lib/trash-fixture/race-turns"
 JUPYTER_INVOCATION = "/var/lib/trash-fixture/jupyter-invocation"
 # Stands in for the jupyter role's unit: the role must restart it when its drop-in changes.
 JUPYTER_UNIT = """[Unit]
@@ -33,10 +42,18 @@ WantedBy=multi-user.target
 """
 OLD = "2020-01-02T03:04:05"  # far older than any threshold
 USERS = {"alice": 1001, "bob": 1002, "carol": 1003, "dave": 1004}
-SCRATCH_TRASH = "/srv/scratch/Trash"  # trash_cleanup_paths in converge.yml
+DECOY = "/srv/decoy-share"
+RACE_NAME = "race entry"
+SCRATCH_TRASH = "/srv/scratch/Trash"  # trash_cleanup_paths in converge.yml, owned by bob
 # Everything the cleaner must leave exactly as it was. /etc minus what the role itself writes.
 WATCHED = ["/etc", "/root/secret.txt", "/srv/outside", "/srv/decoy-share", "/home/alice/keep", "/home/bob/private"]
 ROLE_OWNED = ("/etc/systemd/system", "/etc/trash-cleanup", "/etc/jupyter")
+# What the role of earlier versions installed: a root-run cleaner the role must now remove.
+LEGACY_UNITS = {
+    "/etc/systemd/system/trash-cleanup.service": "[Service]\nType=oneshot\nExecStart=/usr/local/sbin/trash-cleanup\n",
+    "/etc/systemd/system/trash-cleanup.timer": "[Timer]\nOnCalendar=daily\n[Install]\nWantedBy=timers.target\n",
+}
+LEGACY_FILES = ["/usr/local/sbin/trash-cleanup", "/etc/trash-cleanup/config.json"]
 # Files podman or systemd may rewrite while the container runs, whatever the cleaner does.
 VOLATILE = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname", "/etc/mtab", "/etc/ld.so.cache")
 
@@ -129,21 +146,22 @@ def hostile_entries(trash: str, uid: int, tag: str) -> None:
     name = "line one\nline two.ipynb" + tag
     write(os.path.join(files, name), 300_000, uid)
     info(trash, name, OLD, uid)
-    # What a notebook running as root may leave: root-owned, mode 000, unreadable to the owner.
-    locked = os.path.join(files, "root-locked" + tag)
+    # A deep tree with a link to /etc at the bottom.
+    deep_tree(os.path.join(files, "deep" + tag), 200, uid)
+    info(trash, "deep" + tag, OLD, uid)
+
+
+def root_locked(trash: str, uid: int) -> None:
+    """What a notebook running as root may leave: root-owned, mode 000. Its owner cannot remove
+    it, so the run must fail and name it, and leave it (a root cleanup would remove it)."""
+    files = os.path.join(trash, "files")
+    locked = os.path.join(files, "root-locked")
     os.makedirs(os.path.join(locked, "inner"))
     write(os.path.join(locked, "inner", "secret.bin"), 400_000, 0, 0o000)
     write(os.path.join(locked, "blob.bin"), 200_000, 0, 0o000)
     os.chmod(os.path.join(locked, "inner"), 0o000)
     os.chmod(locked, 0o000)
-    info(trash, "root-locked" + tag, OLD, uid)
-    # A deep tree with a link to /etc at the bottom.
-    deep_tree(os.path.join(files, "deep" + tag), 200, uid)
-    info(trash, "deep" + tag, OLD, uid)
-    # A hard link to a file outside the trash: the entry goes, the data stays.
-    if uid == USERS["alice"]:
-        os.link("/home/alice/keep/hardlinked.dat", os.path.join(files, "hardlink" + tag))
-        info(trash, "hardlink" + tag, OLD, uid)
+    info(trash, "root-locked", OLD, uid)
 
 
 def recent_entries(trash: str, uid: int, tag: str) -> None:
@@ -194,32 +212,36 @@ def seed() -> None:
     info(bob, "alice-keep", OLD, USERS["bob"])
     recent_entries(bob, USERS["bob"], "")
 
-    # carol: ~/.local/share is a link to a decoy holding a real-looking trash: refused.
-    decoy = "/srv/decoy-share"
-    make_trash(os.path.join(decoy, "Trash"), USERS["carol"])
-    write(os.path.join(decoy, "Trash", "files", "victim.txt"), 8000, USERS["carol"])
-    info(os.path.join(decoy, "Trash"), "victim.txt", OLD, USERS["carol"])
-    os.makedirs("/home/carol/.local")
-    os.symlink(decoy, "/home/carol/.local/share")
-    chown_tree("/home/carol/.local", USERS["carol"])
-    # dave: his Trash/files is a link to /etc, and an info file "for" passwd: refused.
-    dave = trash_of("dave")
-    os.makedirs(os.path.join(dave, "info"))
-    os.symlink("/etc", os.path.join(dave, "files"))
-    chown_tree("/home/dave/.local", USERS["dave"])
-    info(dave, "passwd", OLD, USERS["dave"])
+    # carol's decoy: a real-looking trash outside her home (`refused` links ~/.local/share to it).
+    make_trash(os.path.join(DECOY, "Trash"), USERS["carol"])
+    write(os.path.join(DECOY, "Trash", "files", "victim.txt"), 8000, USERS["carol"])
+    info(os.path.join(DECOY, "Trash"), "victim.txt", OLD, USERS["carol"])
+    # A hard link to a file outside the trash: the entry goes, the data stays.
+    os.link("/home/alice/keep/hardlinked.dat", os.path.join(alice, "files", "hardlink"))
+    info(alice, "hardlink", OLD, USERS["alice"])
+    # A file without its info file: trash-empty removes it whatever its age.
+    write(os.path.join(alice, "files", "no-info.bin"), 50_000, USERS["alice"])
 
-    # An extra Trash directory on a "data disk" (trash_cleanup_paths).
-    make_trash(SCRATCH_TRASH, 0)
-    write(os.path.join(SCRATCH_TRASH, "files", "dataset.parquet"), 1_200_000, 0)
-    info(SCRATCH_TRASH, "dataset.parquet", OLD, 0)
+    # An extra Trash directory on a "data disk" (trash_cleanup_paths), bob's: his run empties it.
+    bob_uid = USERS["bob"]
+    make_trash(SCRATCH_TRASH, bob_uid)
+    write(os.path.join(SCRATCH_TRASH, "files", "dataset.parquet"), 1_200_000, bob_uid)
+    info(SCRATCH_TRASH, "dataset.parquet", OLD, bob_uid)
     os.symlink("/srv/outside/keep-me.txt", os.path.join(SCRATCH_TRASH, "files", "keep-link"))
-    info(SCRATCH_TRASH, "keep-link", OLD, 0)
+    os.lchown(os.path.join(SCRATCH_TRASH, "files", "keep-link"), bob_uid, bob_uid)
+    info(SCRATCH_TRASH, "keep-link", OLD, bob_uid)
+
+    # The root-run cleaner of earlier versions of the role, its timer enabled.
+    for path, text in LEGACY_UNITS.items():
+        with open(path, "w") as handle:
+            handle.write(text)
+    for path in LEGACY_FILES:
+        write(path, 100, 0, 0o755)
 
     with open("/etc/systemd/system/jupyter.service", "w") as handle:
         handle.write(JUPYTER_UNIT)
     subprocess.run(["systemctl", "daemon-reload"], check=True)
-    subprocess.run(["systemctl", "enable", "--now", "--quiet", "jupyter.service"], check=True)
+    subprocess.run(["systemctl", "enable", "--now", "--quiet", "jupyter.service", "trash-cleanup.timer"], check=True)
     invocation = subprocess.run(["systemctl", "show", "--property=InvocationID", "--value", "jupyter.service"],
                                 check=True, capture_output=True, text=True).stdout.strip()
     os.makedirs(os.path.dirname(MANIFEST), exist_ok=True)
@@ -237,6 +259,72 @@ def reseed(tag: str) -> None:
     bob = trash_of("bob")
     write(os.path.join(bob, "files", "old-model.ckpt" + tag), 1_100_000, USERS["bob"])
     info(bob, "old-model.ckpt" + tag, OLD, USERS["bob"])
+
+
+def refused() -> None:
+    # carol: ~/.local/share is a link to a decoy holding a real-looking trash.
+    os.makedirs("/home/carol/.local", exist_ok=True)
+    os.symlink(DECOY, "/home/carol/.local/share")
+    chown_tree("/home/carol/.local", USERS["carol"])
+    # dave: his Trash/files is a link to /etc, with an info file "for" passwd.
+    dave = trash_of("dave")
+    os.makedirs(os.path.join(dave, "info"))
+    os.symlink("/etc", os.path.join(dave, "files"))
+    chown_tree("/home/dave/.local", USERS["dave"])
+    info(dave, "passwd", OLD, USERS["dave"])
+    root_locked(trash_of("alice"), USERS["alice"])
+
+
+def unrefuse() -> None:
+    os.unlink("/home/carol/.local/share")
+    shutil.rmtree("/home/dave/.local/share/Trash")
+    locked = os.path.join(trash_of("alice"), "files", "root-locked")
+    for dirpath, _, _ in os.walk(locked):
+        os.chmod(dirpath, 0o700)
+    os.chmod(os.path.join(locked, "inner"), 0o700)
+    shutil.rmtree(locked)
+    info_file = os.path.join(trash_of("alice"), "info", "root-locked.trashinfo")
+    if os.path.lexists(info_file):
+        os.unlink(info_file)
+
+
+def race(seconds: float) -> None:
+    """As alice: an old entry that keeps turning from a directory into a link to /etc or to bob's
+    files and back, and a directory inside it that does the same, until the time is up. Writes
+    how many turns it made to RACE_TURNS."""
+    turns_file = os.open(RACE_TURNS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.setgroups([])
+    os.setresgid(USERS["alice"], USERS["alice"], USERS["alice"])
+    os.setresuid(USERS["alice"], USERS["alice"], USERS["alice"])
+    trash = trash_of("alice")
+    entry = os.path.join(trash, "files", RACE_NAME)
+    spare = os.path.join(trash, "race spare")
+    targets = ["/etc", "/home/bob/private", "/root"]
+    deadline = time.monotonic() + seconds
+    turn = 0
+    while time.monotonic() < deadline:
+        turn += 1
+        try:
+            if not os.path.lexists(os.path.join(trash, "info", RACE_NAME + ".trashinfo")):
+                info(trash, RACE_NAME, OLD, USERS["alice"])
+            os.makedirs(os.path.join(entry, "sub"), exist_ok=True)
+            write(os.path.join(entry, "sub", "x.bin"), 20_000, USERS["alice"])
+            # Swap the inner directory for a link, then the whole entry.
+            os.rename(os.path.join(entry, "sub"), spare)
+            os.symlink(targets[turn % 3], os.path.join(entry, "sub"))
+            shutil.rmtree(spare)
+            os.rename(entry, spare)
+            os.symlink(targets[(turn + 1) % 3], entry)
+            os.unlink(entry)
+            os.rename(spare, entry)
+        except OSError:
+            # The cleanup removed something under the racer's feet: start over.
+            if os.path.lexists(spare) and not os.path.islink(spare):
+                shutil.rmtree(spare, ignore_errors=True)
+            if os.path.islink(entry):
+                os.unlink(entry)
+    os.write(turns_file, str(turn).encode())
+    os.close(turns_file)
 
 
 def describe(path: str) -> str:
@@ -283,6 +371,12 @@ def main() -> int:
         seed()
     elif action == "reseed":
         reseed(sys.argv[2])
+    elif action == "refused":
+        refused()
+    elif action == "unrefuse":
+        unrefuse()
+    elif action == "race":
+        race(float(sys.argv[2]))
     elif action == "snapshot":
         json.dump(snapshot(), sys.stdout, sort_keys=True)
     else:
