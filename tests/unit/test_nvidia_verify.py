@@ -38,6 +38,13 @@ case "$*" in
   -L) echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."; exit 9 ;;
 esac
 """
+# Lists the GPU but cannot answer the query (seen while a driver upgrade is half done).
+SMI_NO_QUERY = """#!/bin/sh
+case "$*" in
+  *--query-gpu*) echo "Failed to initialize NVML: Driver/library version mismatch"; exit 18 ;;
+  -L) echo "GPU 0: Tesla T4 (UUID: GPU-11111111-2222-3333-4444-555555555555)" ;;
+esac
+"""
 
 
 def _fake_machine(tmp_path: Path, gpus: int, smi: str) -> tuple[Path, Path]:
@@ -87,6 +94,13 @@ def test_a_gpu_the_driver_lists_passes(tmp_path):
     proc = _run_verify(tmp_path, gpus=1, smi=SMI_WORKING)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "Verified: nvidia-smi -L lists 1 GPU(s) (Tesla T4)" in proc.stdout, proc.stdout[-4000:]
+
+
+@needs_root
+def test_a_driver_that_lists_but_cannot_be_queried_is_reported_not_a_crash(tmp_path):
+    proc = _run_verify(tmp_path, gpus=1, smi=SMI_NO_QUERY)
+    assert "No first item" not in proc.stdout, proc.stdout[-4000:]
+    assert "driver unknown" in proc.stdout, proc.stdout[-4000:]
 
 
 @needs_root
