@@ -182,9 +182,9 @@ def differences(p, summary):
         diff.append("provisioning model %s (wanted %s)" % (summary["provisioning_model"], p["provisioning_model"]))
     disk = summary.get("boot_disk_gb")
     if disk and p["disk_size_gb"] and disk != int(p["disk_size_gb"]):
+        shrink = "; a disk cannot shrink: set %s to %d" % (pc.var("disk_size_gb"), disk)
         diff.append("boot disk %d GB (wanted %d GB%s)" % (
-            disk, int(p["disk_size_gb"]),
-            "" if disk < int(p["disk_size_gb"]) else "; a disk cannot shrink: set %s to %d" % (pc.var("disk_size_gb"), disk)))
+            disk, int(p["disk_size_gb"]), "" if disk < int(p["disk_size_gb"]) else shrink))
     return diff
 
 
