@@ -509,7 +509,7 @@ def fleet_cost(cost, size):
 def fail(module, result, refusals, stage):
     result["refusals"] = [r.to_dict() for r in refusals]
     result["stage"] = stage
-    lines = ["Preflight refused the VM before anything was created (%d problem%s):"
+    lines = ["Preflight refused the VM before anything was created or changed (%d problem%s):"
              % (len(refusals), "" if len(refusals) == 1 else "s")]
     lines.extend("- " + r.message for r in refusals)
     module.fail_json(msg="\n".join(lines), **result)
