@@ -2,7 +2,8 @@
 
 nothing -> site.yml (= make up) -> the printed tunnel and token commands -> a notebook cell runs
 through the tunnel and JupyterLab renders in headless Chromium -> site.yml again: 0 changed ->
-stop -> site.yml: started, nothing else -> destroy: no container, instance, disk or firewall rule.
+reconfigure to 2 GPUs -> site.yml: 0 changed, the summary shows 2 GPUs -> stop -> site.yml:
+started, nothing else -> destroy: no container, instance, disk or firewall rule.
 """
 
 from __future__ import annotations
@@ -183,6 +184,23 @@ def test_up_open_rerun_stop_start_destroy(podman_sandbox):
     assert second.rc == 0, second
     assert second.changed == 0, second
     assert mutating_calls(sb) == []
+
+    # 3b. Reconfigure to 2 GPUs (the VM is stopped for it and started again), then make up with
+    #     the same declaration: the VM host changes nothing, nothing mutating reaches the API
+    #     but the start, and the summary shows the VM's real shape.
+    two_gpus = {"gce_vm_gpu_count": 2, "gce_budget_monthly_usd": 1000}
+    reconfigured = run_playbook("playbooks/reconfigure.yml", sb,
+                                extra_vars=dict(two_gpus, gce_lifecycle_allow_stop=True), timeout=600)
+    assert reconfigured.rc == 0, reconfigured
+    assert [a["acceleratorCount"] for a in instance(sb)["guestAccelerators"]] == [2]
+    assert instance(sb)["status"] == "RUNNING" and not instance(sb).get("deletionProtection")
+    sb.clear_requests()
+    after = run_playbook("site.yml", sb, extra_vars=two_gpus, env=JSON_OUTPUT, timeout=600)
+    assert after.rc == 0, after
+    assert after.recap[NAME]["changed"] == 0, after
+    assert mutating_calls(sb) == [], mutating_calls(sb)
+    assert "2 x nvidia-tesla-t4" in summary_line(after.stdout, "Machine")
+    assert "differs from the declaration" not in after.stdout
 
     # 4. Stop: the container stops with the VM.
     stopped = run_playbook("playbooks/stop.yml", sb)
