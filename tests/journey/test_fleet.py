@@ -74,7 +74,7 @@ def test_fleet_up_rerun_status_stop_down(fleet_sandbox):
     #    tunnel answers with that VM's host name.
     opens = summary_lines(up.stdout, "Then open")
     assert len(opens) == 3
-    for vm_line, tunnel_cmd, open_line in zip(vms, tunnels, opens):
+    for vm_line, tunnel_cmd, open_line in zip(vms, tunnels, opens, strict=True):
         name = vm_line.split()[0]
         token_cmd = re.search(r"\(token: (.*)\)$", open_line).group(1)
         token = subprocess.run(shlex.split(token_cmd), stdin=subprocess.DEVNULL, capture_output=True,

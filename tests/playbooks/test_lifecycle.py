@@ -15,7 +15,9 @@ import gce_pricing  # noqa: E402
 
 ZONE = "us-central1-a"
 NAME = "jupyter-gpu"
-UPGRADE = {"gce_vm_machine_type": "n1-standard-16", "gce_vm_gpu_count": 2, "gce_vm_disk_size_gb": 200}
+# ~$1,089/month: reconfigure checks the budget too, so the tests that apply it raise it.
+UPGRADE = {"gce_vm_machine_type": "n1-standard-16", "gce_vm_gpu_count": 2, "gce_vm_disk_size_gb": 200,
+           "gce_budget_monthly_usd": 1500}
 PRICES = yaml.safe_load((REPO / "roles" / "gce_preflight" / "files" / "prices.yml").read_text())
 
 
@@ -189,7 +191,8 @@ def test_reconfigure_rides_out_a_503_burst(provisioned, run_playbook):
     sandbox = provisioned
     sandbox.add_fault("http_error", status=503, count=3, method="POST", path_regex=r"/setMachineType$")
     result = run_playbook("playbooks/reconfigure.yml", sandbox,
-                          extra_vars={"gce_vm_machine_type": "n1-standard-16", "gce_lifecycle_allow_stop": True})
+                          extra_vars={"gce_vm_machine_type": "n1-standard-16", "gce_lifecycle_allow_stop": True,
+                                      "gce_budget_monthly_usd": 1500})
     assert result.rc == 0, result
     assert instance(sandbox)["machineType"].endswith("/n1-standard-16")
     assert mutating(sandbox).count("POST setMachineType") == 4  # three 503s, then success
