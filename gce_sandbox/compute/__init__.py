@@ -12,6 +12,7 @@ One module per resource, so a reader finds one resource in one file:
   instance_updates.py   instances: set* on an existing VM
   disks.py              persistent disks
   firewalls.py          firewall rules
+  routers.py            Cloud Routers and their Cloud NAT configs
   faults.py             faults injected through the admin endpoints
 
 Every handler `h_<collection>__<method>` serves the discovery method id
@@ -32,11 +33,12 @@ from .networks import NetworksMixin
 from .operations import OperationsMixin
 from .projects import ProjectsMixin
 from .quotas import QuotasMixin
+from .routers import RoutersMixin
 
 __all__ = ["Compute", "Faults", "RetryAfter", "check_labels", "check_name", "now_rfc3339", "parse_ref",
            "public"]
 
 
-class Compute(InstancesMixin, InstanceUpdatesMixin, DisksMixin, FirewallsMixin, NetworksMixin,
+class Compute(InstancesMixin, InstanceUpdatesMixin, DisksMixin, FirewallsMixin, NetworksMixin, RoutersMixin,
               ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
     """The Compute API of one sandbox project: every resource's handlers over one state dict."""

@@ -209,3 +209,40 @@ def test_disk_type_get_of_a_real_type_the_catalog_lacks(sb):
     status, err = refused(sb, "GET", zpath("diskTypes/local-ssd"))
     assert status == 501 and "local-ssd" in err["message"]
     assert sb.call("GET", zpath("diskTypes/pd-turbo"))[0] == 404
+
+
+ROUTERS = f"/compute/v1/projects/{PROJECT}/regions/us-central1/routers"
+NAT = {"name": "nat", "natIpAllocateOption": "AUTO_ONLY",
+       "sourceSubnetworkIpRangesToNat": "ALL_SUBNETWORKS_ALL_IP_RANGES"}
+
+
+def test_router_with_cloud_nat_insert_get_patch_delete(sb):
+    # Compute v1 routers: regional, `nats` replaced whole by PATCH, a regional operation each.
+    op = sb.api("POST", ROUTERS, {"name": "r1", "network": "global/networks/default", "nats": [NAT]})
+    assert op["selfLink"].split("/operations/")[0].endswith("/regions/us-central1")
+    wait_op(sb, op)
+    router = sb.api("GET", f"{ROUTERS}/r1")
+    assert router["kind"] == "compute#router" and router["nats"] == [NAT]
+    assert router["network"].endswith(f"/projects/{PROJECT}/global/networks/default")
+    assert router["region"].endswith("/regions/us-central1")
+    assert [r["name"] for r in sb.api("GET", ROUTERS)["items"]] == ["r1"]
+    wait_op(sb, sb.api("PATCH", f"{ROUTERS}/r1", {"nats": [NAT, dict(NAT, name="nat2")]}))
+    assert [n["name"] for n in sb.api("GET", f"{ROUTERS}/r1")["nats"]] == ["nat", "nat2"]
+    assert refused(sb, "POST", ROUTERS, {"name": "r1", "network": "global/networks/default"})[0] == 409
+    wait_op(sb, sb.api("DELETE", f"{ROUTERS}/r1"))
+    assert sb.call("GET", f"{ROUTERS}/r1")[0] == 404
+
+
+@pytest.mark.parametrize("body,status,named", [
+    ({"name": "r2", "network": "global/networks/nope"}, 404, "global/networks/nope"),
+    ({"name": "r2", "network": "global/networks/default", "nats": [dict(NAT, sourceSubnetworkIpRangesToNat="X")]},
+     400, "source_subnetwork_ip_ranges_to_nat"),
+    ({"name": "r2", "network": "global/networks/default", "nats": [NAT, NAT]}, 400, "unique"),
+    ({"name": "r2", "network": "global/networks/default", "bgp": {"asn": 64514}}, 501, "'resource.bgp'"),
+    ({"name": "r2", "network": "global/networks/default",
+      "nats": [dict(NAT, natIpAllocateOption="MANUAL_ONLY", natIps=["x"])]}, 501, "MANUAL_ONLY"),
+])
+def test_router_requests_gce_refuses_or_the_sandbox_cannot_honour(sb, body, status, named):
+    got, err = refused(sb, "POST", ROUTERS, body)
+    assert got == status and named in err["message"], err
+    assert sb.call("GET", f"{ROUTERS}/r2")[0] == 404
