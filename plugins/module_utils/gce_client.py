@@ -30,6 +30,8 @@
 #   client.call(method, path, body=None, timeout=300) -> request + wait when an Operation
 #                                           comes back.
 #   client.zone_path(zone, *parts) / region_path(...) / global_path(...) -> relative paths
+#   instance_summary(instance)           -> the flat dict the modules return about one VM
+#   label_filter(labels, name=None)      -> list filter for VMs carrying every label (and that name)
 #   client.request_count, client.mutating_count, client.retry_count, client.requests_log
 #
 # Errors: GceApiError (an HTTP error answer), its subclass GceConnectionError (no answer at all:
@@ -78,7 +80,7 @@ except ImportError:  # pragma: no cover - reported by from_params
 try:
     from ansible.module_utils.basic import env_fallback
 except ImportError:  # pragma: no cover - only outside Ansible
-    def env_fallback(*args, **kwargs):
+    def env_fallback(*args, **_kwargs):
         for arg in args:
             if arg in os.environ:
                 return os.environ[arg]
@@ -220,14 +222,14 @@ def credentials_from_params(params):
             try:
                 creds = service_account.Credentials.from_service_account_file(path)
             except (OSError, ValueError) as exc:
-                raise GceError("Unable to read service_account_file %s: %s" % (path, exc))
+                raise GceError("Unable to read service_account_file %s: %s" % (path, exc)) from exc
         elif contents:
             info = contents
             if not isinstance(info, dict):
                 try:
                     info = json.loads(contents)
                 except ValueError as exc:
-                    raise GceError("service_account_contents is not valid JSON: %s" % exc)
+                    raise GceError("service_account_contents is not valid JSON: %s" % exc) from exc
             creds = service_account.Credentials.from_service_account_info(info)
         else:
             raise GceError("auth_kind=serviceaccount needs service_account_file or service_account_contents")
@@ -283,6 +285,46 @@ def resource_name(url_or_name):
     if not url_or_name:
         return url_or_name
     return str(url_or_name).rstrip("/").rsplit("/", 1)[-1]
+
+
+def instance_summary(inst):
+    """One VM as the modules return it (gce_preflight's `instance`, gce_instance_place's): the
+    fields either of them, or a role after them, reads. Addresses are "" when the VM has none."""
+    accelerators = inst.get("guestAccelerators") or []
+    scheduling = inst.get("scheduling") or {}
+    nat_ip, internal_ip = None, None
+    for nic in inst.get("networkInterfaces") or []:
+        internal_ip = internal_ip or nic.get("networkIP")
+        for ac in nic.get("accessConfigs") or []:
+            nat_ip = nat_ip or ac.get("natIP")
+    return {
+        "name": inst.get("name"),
+        "zone": resource_name(inst.get("zone")),
+        "status": inst.get("status"),
+        "machine_type": resource_name(inst.get("machineType")),
+        "gpu_type": resource_name(accelerators[0]["acceleratorType"]) if accelerators else "",
+        "gpu_count": sum(int(a.get("acceleratorCount", 0)) for a in accelerators),
+        # A legacy preemptible VM has no provisioningModel; it is a spot VM in all but name.
+        "provisioning_model": scheduling.get("provisioningModel") or (
+            "SPOT" if scheduling.get("preemptible") else "STANDARD"),
+        "instance_termination_action": scheduling.get("instanceTerminationAction"),
+        "labels": inst.get("labels") or {},
+        "external_ip": nat_ip or "",
+        "internal_ip": internal_ip or "",
+        "self_link": inst.get("selfLink"),
+        "service_accounts": inst.get("serviceAccounts") or [],
+        "boot_disk_gb": next((int(d["diskSizeGb"]) for d in inst.get("disks") or []
+                              if d.get("boot") and d.get("diskSizeGb")), None),
+    }
+
+
+def label_filter(labels, name=None):
+    """Compute API list filter for the VMs that carry every label in `labels` (and, given, are
+    named `name`); None when there is nothing to filter on."""
+    terms = ['labels.%s = "%s"' % (k, v) for k, v in sorted((labels or {}).items())]
+    if name:
+        terms.insert(0, 'name = "%s"' % name)
+    return " AND ".join(terms) or None
 
 
 class GceClient(object):
@@ -447,7 +489,7 @@ class GceClient(object):
                 return items
             params["pageToken"] = token
 
-    def aggregated_list(self, resource, filter=None):
+    def aggregated_list(self, resource, filter=None):  # noqa: A002 - the API's own parameter name
         """Every `resource` (instances, disks, ...) in every zone/region of the project."""
         params = {"filter": filter} if filter else {}
         items = []

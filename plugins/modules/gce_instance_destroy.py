@@ -83,7 +83,7 @@ remaining_managed_instances:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, resource_name
+from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, label_filter, resource_name
 
 
 class DestroyError(Exception):
@@ -154,8 +154,7 @@ class Destroyer(object):
                 self.delete_disk(leftover["selfLink"])
 
         remaining = []
-        filt = " AND ".join('labels.%s = "%s"' % kv for kv in sorted(self.p["labels"].items()))
-        for inst in self.client.aggregated_list("instances", filter=filt):
+        for inst in self.client.aggregated_list("instances", filter=label_filter(self.p["labels"])):
             if not (inst.get("name") == name and resource_name(inst.get("zone")) == zone):
                 remaining.append("%s (%s)" % (inst["name"], resource_name(inst.get("zone"))))
         if self.p.get("firewall_name"):

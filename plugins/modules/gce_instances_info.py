@@ -97,13 +97,21 @@ table:
   returned: always
   type: list
   elements: str
+builtin_gpu_families:
+  description:
+    - Machine families whose types carry their GPUs (C(a2), C(g2), ...), from the project's one
+      list (gce_preflight_checks.BUILTIN_GPU_FAMILIES), for tasks that treat them apart.
+  returned: always
+  type: list
+  elements: str
 """
 
 import datetime
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, resource_name
+from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, label_filter, resource_name
+from ansible.module_utils.gce_preflight_checks import BUILTIN_GPU_FAMILIES
 
 try:
     from ansible.module_utils import gce_pricing
@@ -123,13 +131,6 @@ def console_lines(contents, count):
     """The last `count` non-empty lines of a serial console, without terminal control codes."""
     lines = [ANSI.sub("", line).rstrip() for line in (contents or "").split("\n")]
     return [line for line in lines if line.strip()][-count:] if count > 0 else []
-
-
-def label_filter(labels, name=None):
-    terms = ['labels.%s = "%s"' % (k, v) for k, v in sorted((labels or {}).items())]
-    if name:
-        terms.insert(0, 'name = "%s"' % name)
-    return " AND ".join(terms) or None
 
 
 def parse_timestamp(value):
@@ -326,7 +327,8 @@ def main():
         vms = Lister(client, module.params).run()
     except GceError as exc:
         module.fail_json(msg=str(exc), error=exc.to_dict() if hasattr(exc, "to_dict") else {})
-    module.exit_json(changed=False, instances=vms, table=table(vms), requests=client.counters())
+    module.exit_json(changed=False, instances=vms, table=table(vms), requests=client.counters(),
+                     builtin_gpu_families=sorted(BUILTIN_GPU_FAMILIES))
 
 
 if __name__ == "__main__":

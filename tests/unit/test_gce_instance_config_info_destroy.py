@@ -16,6 +16,9 @@ import gce_pricing  # noqa: E402
 
 sys.modules["ansible.module_utils.gce_client"] = gce_client
 sys.modules["ansible.module_utils.gce_pricing"] = gce_pricing
+import gce_preflight_checks  # noqa: E402 (imports ansible.module_utils.gce_pricing, mapped above)
+
+sys.modules["ansible.module_utils.gce_preflight_checks"] = gce_preflight_checks
 import ansible.module_utils  # noqa: E402
 
 ansible.module_utils.gce_pricing = gce_pricing
