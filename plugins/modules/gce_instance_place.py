@@ -98,15 +98,14 @@ import re  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.gce_client import (  # noqa: E402
-    GceClient, GceApiError, GceError, GceOperationError, GceTimeoutError, auth_argument_spec, resource_name)
+    GceClient, GceApiError, GceConnectionError, GceError, GceOperationError, GceTimeoutError, auth_argument_spec,
+    instance_summary, label_filter)
+from ansible.module_utils.gce_preflight_checks import has_builtin_gpus  # noqa: E402
+from ansible.module_utils.gce_pricing import region_of  # noqa: E402
 
 EXHAUSTED = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
 GLOBAL_QUOTAS = ("GPUS_ALL_REGIONS", "CPUS_ALL_REGIONS")
 API = "https://www.googleapis.com/compute/v1"
-
-
-def region_of(zone):
-    return zone.rsplit("-", 1)[0]
 
 
 def zones_available_hint(errors):
@@ -136,37 +135,16 @@ def quota_metric(err):
         if info.get("metricName"):
             metric = info["metricName"].rsplit("/", 1)[-1].upper()
             return metric, "global" in (info.get("dimensions") or {}) or metric in GLOBAL_QUOTAS, info.get("limit")
-    match = re.search(r"Quota '([A-Z0-9_]+)' exceeded\.\s+Limit: ([0-9.]+) (globally|in region)", err.get("message") or "")
+    match = re.search(r"Quota '([A-Z0-9_]+)' exceeded\.\s+Limit: ([0-9.]+) (globally|in region)",
+                      err.get("message") or "")
     if match:
         return match.group(1), match.group(3) == "globally" or match.group(1) in GLOBAL_QUOTAS, float(match.group(2))
     return None, False, None
 
 
-def instance_summary(inst):
-    nat_ip, internal_ip = None, None
-    for nic in inst.get("networkInterfaces") or []:
-        internal_ip = internal_ip or nic.get("networkIP")
-        for ac in nic.get("accessConfigs") or []:
-            nat_ip = nat_ip or ac.get("natIP")
-    scheduling = inst.get("scheduling") or {}
-    return {
-        "name": inst.get("name"),
-        "zone": resource_name(inst.get("zone")),
-        "status": inst.get("status"),
-        "machine_type": resource_name(inst.get("machineType")),
-        "provisioning_model": scheduling.get("provisioningModel", "STANDARD"),
-        "instance_termination_action": scheduling.get("instanceTerminationAction"),
-        "external_ip": nat_ip or "",
-        "internal_ip": internal_ip or "",
-        "labels": inst.get("labels") or {},
-        "self_link": inst.get("selfLink"),
-        "service_accounts": inst.get("serviceAccounts") or [],
-    }
-
-
 def instance_body(p, client, zone):
     zone_url = "%s/%s" % (API, client.zone_path(zone))
-    has_gpu = bool(p["gpu_count"]) or re.match(r"^(a2|a3|a4|g2|g4)-", p["machine_type"]) is not None
+    has_gpu = bool(p["gpu_count"]) or has_builtin_gpus(p["machine_type"])
     if p["provisioning_model"] == "SPOT":
         scheduling = {"provisioningModel": "SPOT", "instanceTerminationAction": p["termination_action"],
                       "automaticRestart": False, "onHostMaintenance": "TERMINATE"}
@@ -261,21 +239,87 @@ def start_existing(module, client, p, existing, result):
         result["previous_status"] = status
         if module.check_mode:
             return dict(existing, status="RUNNING")
-        if status == "STOPPING":
-            # A start is refused until the stop (or the preemption) has finished.
-            inst = client.get(path)
-            waited = 0
-            while inst.get("status") == "STOPPING" and waited < p["timeout"]:
-                client._sleep(2)
-                waited += 2
+        try:
+            if status == "STOPPING":
+                # A start is refused until the stop (or the preemption) has finished.
                 inst = client.get(path)
-        client.call("POST", path + "/start", timeout=p["timeout"])
-        return instance_summary(client.get(path))
+                waited = 0
+                while inst.get("status") == "STOPPING" and waited < p["timeout"]:
+                    client._sleep(2)
+                    waited += 2
+                    inst = client.get(path)
+            client.call("POST", path + "/start", timeout=p["timeout"])
+            return instance_summary(client.get(path))
+        except (GceConnectionError, GceTimeoutError) as exc:
+            exc.zone, exc.doing = zone, "starting"
+            raise
     if status == "SUSPENDED":
         module.fail_json(msg="%s is SUSPENDED; resume it (gcloud compute instances resume) - this project "
                              "does not suspend VMs." % p["name"], **result)
     result["action"] = "none"
     return existing
+
+
+def failed_zone(module, client, p, zone, exc, result, queue, blocked_regions):
+    """After an insert failed in `zone`: clean up there, note why, and return the zones still to
+    try (GCE's zonesAvailable hint first); fails the module when no other zone can help."""
+    codes = exc.codes
+    message = "; ".join(e.get("message", "") for e in exc.errors)
+    entry = {"zone": zone, "result": "failed", "code": ",".join(codes), "reason": message}
+    result["attempts"].append(entry)
+    entry["cleaned_up"] = cleanup_zone(client, p, zone, p["timeout"])
+    if any(code in EXHAUSTED for code in codes):
+        entry["result"] = "exhausted"
+        hint = zones_available_hint(exc.errors)
+        if hint:
+            entry["zones_available"] = hint
+            preferred = [z for z in hint if z in queue]
+            entry["hint_not_candidates"] = [z for z in hint if z not in p["zones"]]
+            queue = preferred + [z for z in queue if z not in preferred]
+        return queue
+    if "QUOTA_EXCEEDED" in codes:
+        entry["result"] = "quota"
+        quota_error = [e for e in exc.errors if e.get("code") == "QUOTA_EXCEEDED"][0]
+        metric, is_global, limit = quota_metric(quota_error)
+        entry["metric"] = metric
+        if is_global:
+            result["api_calls"] = client.request_count
+            module.fail_json(msg=(
+                "Project-wide quota %s (limit %s) is used up: no zone or region can take the VM, so "
+                "nothing more was tried. Raise it: https://console.cloud.google.com/iam-admin/quotas"
+                "?project=%s&metric=%s or `ansible-playbook playbooks/quota_request.yml "
+                "-e gce_quota_request_metric=%s -e gce_quota_request_value=N`. GCE said: %s"
+                % (metric, limit, client.project, metric, metric, message)), **result)
+        blocked_regions[region_of(zone)] = "%s limit %s" % (metric, limit)
+        return queue
+    result["api_calls"] = client.request_count
+    module.fail_json(msg="Creating %s in %s failed (%s): %s" % (p["name"], zone, ",".join(codes), message), **result)
+
+
+def create_in(module, client, p, zone, result):
+    """Create the VM in `zone`: its summary, or None when GCE failed the insert's operation (the
+    caller moves on). A refusal fails the module; a lost connection or an unfinished operation
+    propagates, marked with the zone, for main to report."""
+    try:
+        instance = insert_and_wait(client, p, zone)
+    except GceConnectionError as exc:
+        exc.zone, exc.doing = zone, "creating"
+        raise
+    except GceTimeoutError as exc:
+        exc.zone, exc.doing = zone, "creating"
+        raise
+    except GceApiError as exc:
+        if exc.status != 409:
+            result["api_calls"] = client.request_count
+            module.fail_json(msg="GCE refused to create %s in %s: %s" % (p["name"], zone, exc.message),
+                             error=exc.to_dict(), **result)
+        result["attempts"].append({"zone": zone, "result": "exists"})
+        result["action"] = "none"
+        return instance_summary(client.get(client.zone_path(zone, "instances", p["name"])))
+    result["attempts"].append({"zone": zone, "result": "created"})
+    result["changed"] = True
+    result["action"] = "created"
+    return instance_summary(instance)
 
 
 def place(module, client, p, result):
@@ -288,9 +332,10 @@ def place(module, client, p, result):
         if zone in tried:
             continue
         tried.add(zone)
-        if region_of(zone) in blocked_regions:
+        region = region_of(zone)
+        if region in blocked_regions:
             attempts.append({"zone": zone, "result": "skipped",
-                             "reason": "region %s is out of quota (%s)" % (region_of(zone), blocked_regions[region_of(zone)])})
+                             "reason": "region %s is out of quota (%s)" % (region, blocked_regions[region])})
             continue
         if module.check_mode:
             result["changed"] = True
@@ -298,53 +343,13 @@ def place(module, client, p, result):
             attempts.append({"zone": zone, "result": "would create"})
             return {"name": p["name"], "zone": zone, "status": "RUNNING", "external_ip": "", "internal_ip": ""}
         try:
-            instance = insert_and_wait(client, p, zone)
+            return create_in(module, client, p, zone, result)
         except GceOperationError as exc:
-            codes = exc.codes
-            message = "; ".join(e.get("message", "") for e in exc.errors)
-            entry = {"zone": zone, "result": "failed", "code": ",".join(codes), "reason": message}
-            attempts.append(entry)
-            entry["cleaned_up"] = cleanup_zone(client, p, zone, p["timeout"])
-            if any(code in EXHAUSTED for code in codes):
-                entry["result"] = "exhausted"
-                hint = zones_available_hint(exc.errors)
-                if hint:
-                    entry["zones_available"] = hint
-                    preferred = [z for z in hint if z in queue]
-                    entry["hint_not_candidates"] = [z for z in hint if z not in p["zones"]]
-                    queue = preferred + [z for z in queue if z not in preferred]
-                continue
-            if "QUOTA_EXCEEDED" in codes:
-                entry["result"] = "quota"
-                quota_error = [e for e in exc.errors if e.get("code") == "QUOTA_EXCEEDED"][0]
-                metric, is_global, limit = quota_metric(quota_error)
-                entry["metric"] = metric
-                if is_global:
-                    result["api_calls"] = client.request_count
-                    module.fail_json(msg=(
-                        "Project-wide quota %s (limit %s) is used up: no zone or region can take the VM, so "
-                        "nothing more was tried. Raise it: https://console.cloud.google.com/iam-admin/quotas"
-                        "?project=%s&metric=%s or `ansible-playbook playbooks/quota_request.yml "
-                        "-e gce_quota_request_metric=%s -e gce_quota_request_value=N`. GCE said: %s"
-                        % (metric, limit, client.project, metric, metric, message)), **result)
-                blocked_regions[region_of(zone)] = "%s limit %s" % (metric, limit)
-                continue
-            result["api_calls"] = client.request_count
-            module.fail_json(msg="Creating %s in %s failed (%s): %s" % (p["name"], zone, ",".join(codes), message),
-                             **result)
-        except GceApiError as exc:
-            if exc.status == 409:
-                attempts.append({"zone": zone, "result": "exists"})
-                inst = client.get(client.zone_path(zone, "instances", p["name"]))
-                result["action"] = "none"
-                return instance_summary(inst)
-            result["api_calls"] = client.request_count
-            module.fail_json(msg="GCE refused to create %s in %s: %s" % (p["name"], zone, exc.message),
-                             error=exc.to_dict(), **result)
-        attempts.append({"zone": zone, "result": "created"})
-        result["changed"] = True
-        result["action"] = "created"
-        return instance_summary(instance)
+            try:
+                queue = failed_zone(module, client, p, zone, exc, result, queue, blocked_regions)
+            except (GceConnectionError, GceTimeoutError) as cleanup_exc:
+                cleanup_exc.zone, cleanup_exc.doing = zone, "cleaning up after a failed insert of"
+                raise
     result["api_calls"] = client.request_count
     lines = ["No candidate zone could take %s; nothing was left behind. Tried:" % p["name"]]
     result["attempt_lines"] = [attempt_line(a) for a in attempts]
@@ -352,6 +357,54 @@ def place(module, client, p, result):
     lines.append("Add zones to gce_vm_candidate_zones (or regions to gce_vm_candidate_regions), try spot "
                  "(gce_vm_provisioning_model: SPOT), or retry later.")
     module.fail_json(msg="\n".join(lines), **result)
+
+
+def now_in_zone(client, p, zone):
+    """What GCE has of the VM in `zone`, read afresh after a failure: "exists", "absent" or
+    "unknown" (the read failed too), and a sentence that says so."""
+    try:
+        inst = client.get_or_none(client.zone_path(zone, "instances", p["name"]))
+    except GceError as exc:
+        return "unknown", "What exists now is unknown: reading %s back failed too (%s)." % (
+            p["name"], getattr(exc, "cause", None) or exc)
+    if inst is None:
+        return "absent", "Nothing of it exists now: %s has no instance %s." % (zone, p["name"])
+    return "exists", "%s exists now in %s, status %s." % (p["name"], zone, inst.get("status"))
+
+
+NEXT_RUN = {
+    "exists": "The next run finds %(name)s there and keeps it (starting it if it is stopped): it never creates "
+              "a second one.",
+    "absent": "The next run tries the candidate zones (gce_vm_candidate_zones) again from the first.",
+    "unknown": "The next run looks for %(name)s in every zone first: if it exists it is kept (and started if it "
+               "is stopped), never created twice; if not, the candidate zones (gce_vm_candidate_zones) are tried "
+               "again from the first.",
+}
+
+
+def unfinished_message(client, p, exc):
+    """Why the run stopped without GCE refusing anything (a lost connection, an operation still
+    running at the deadline), what exists now and what the next run does."""
+    zone = getattr(exc, "zone", None)
+    doing = "%s %s%s" % (getattr(exc, "doing", "placing"), p["name"], " in %s" % zone if zone else "")
+    if isinstance(exc, GceConnectionError):
+        lines = ["Lost the connection to the Compute API while %s (%s, %d attempt%s); GCE refused nothing."
+                 % (doing, exc.cause, exc.attempts, "" if exc.attempts == 1 else "s")]
+    else:
+        lines = ["%s was not finished after %ss, the limit gce_vm_operation_timeout sets (GCE's %s operation %s "
+                 "is still %s); nothing was cancelled, and GCE may still finish it."
+                 % (doing[0].upper() + doing[1:], exc.timeout, exc.operation.get("operationType") or "",
+                    exc.operation.get("name"), exc.operation.get("status"))]
+    state = "unknown"
+    if zone:
+        state, sentence = now_in_zone(client, p, zone)
+        lines.append(sentence)
+    lines.append(NEXT_RUN[state] % {"name": p["name"]})
+    if isinstance(exc, GceTimeoutError):
+        lines.append("If GCE is slow today, raise gce_vm_operation_timeout (now %ss)." % exc.timeout)
+    elif state == "unknown":
+        lines.append("Check the network path to the Compute API (a proxy, VPN or HTTPS_PROXY) before running again.")
+    return " ".join(lines)
 
 
 def attempt_line(a):
@@ -405,12 +458,16 @@ def main():
     try:
         existing = p["existing"]
         if existing is None:
-            found = client.aggregated_list("instances", filter='name = "%s"' % p["name"])
+            found = client.aggregated_list("instances", filter=label_filter({}, p["name"]))
             existing = instance_summary(found[0]) if found else None
         if existing:
             instance = start_existing(module, client, p, existing, result)
         else:
             instance = place(module, client, p, result)
+    except (GceConnectionError, GceTimeoutError) as exc:
+        result["api_calls"] = client.request_count
+        result["attempt_lines"] = [attempt_line(a) for a in result["attempts"]]
+        module.fail_json(msg=unfinished_message(client, p, exc), error=exc.to_dict(), **result)
     except GceError as exc:
         result["api_calls"] = client.request_count
         module.fail_json(msg="Compute API error while placing %s: %s" % (p["name"], exc), **result)
