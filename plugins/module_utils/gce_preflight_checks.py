@@ -32,6 +32,8 @@ VARIABLES = {
     "disk_type": "gce_vm_disk_type",
     "labels": "gce_vm_labels",
     "ssh_source_ranges": "gce_vm_ssh_source_ranges",
+    "external_ip": "gce_vm_external_ip",
+    "allow_public_ingress": "gce_vm_allow_public_ingress",
     "provisioning_model": "gce_vm_provisioning_model",
     "termination_action": "gce_vm_instance_termination_action",
     "access": "gce_vm_access",
@@ -54,6 +56,14 @@ SSH_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 DISK_TYPES = ("pd-standard", "pd-balanced", "pd-ssd", "pd-extreme", "hyperdisk-balanced")
 IAP_RANGE = "35.235.240.0/20"
+# Sources that are not "the internet": private and shared address space, loopback, link-local,
+# IAP's TCP forwarding range and Google's health checkers. Anything else in a firewall rule's
+# sourceRanges is someone on the internet.
+NON_PUBLIC_SOURCES = (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    IAP_RANGE, "35.191.0.0/16", "130.211.0.0/22",
+    "fc00::/7", "fe80::/10", "::1/128",
+)
 # The ports gce_vm's firewall rule opens (roles/gce_vm/tasks/firewall.yml): SSH only.
 FIREWALL_PORTS = (22,)
 
@@ -342,6 +352,21 @@ def _access_rules(p, out):
                         "%s opens SSH to the whole Internet. Use your own address (e.g. "
                         "203.0.113.7/32) or gce_vm_access: iap; set gce_vm_allow_public_ssh: true "
                         "only if you really mean it." % cidr)
+        whole = covers_internet(ranges)
+        # A /0 was refused above already; this is the union of smaller ranges.
+        has_slash_zero = any(_is_cidr(c) and ipaddress.ip_network(str(c), strict=False).prefixlen == 0 for c in ranges)
+        if whole and not has_slash_zero and not p.get("allow_public_ssh"):
+            _refuse(out, "ssh_source", "ssh_source_ranges",
+                    "%s together cover the whole %s Internet: that opens SSH to everyone, like 0.0.0.0/0. "
+                    "Use your own address (e.g. 203.0.113.7/32) or gce_vm_access: iap; set "
+                    "gce_vm_allow_public_ssh: true only if you really mean it."
+                    % (", ".join(str(c) for c in ranges), " and ".join(whole)))
+    if not p.get("external_ip", True) and access in ("ssh", "oslogin") and not p.get("direct_without_external_ip"):
+        _refuse(out, "access_address", "external_ip",
+                "false leaves the VM no address on the internet, but gce_vm_access: %s connects to it "
+                "directly. Use gce_vm_access: iap (SSH through Identity-Aware Proxy, needs no external "
+                "address), or set gce_vm_external_ip: true (then no firewall rule of the network may open "
+                "a port to the internet, see the exposure check)." % access)
     opened = [int(x) for x in (p.get("firewall_ports") or FIREWALL_PORTS) if str(x).isdigit()]
     port = p.get("jupyter_port")
     if port is not None and str(port).isdigit() and int(port) in opened:
@@ -446,3 +471,117 @@ def _standard_quota_free(quotas, name, amount):
 
 def quotas_map(resource):
     return {q["metric"]: q for q in (resource or {}).get("quotas") or []}
+
+
+# ---- Exposure: the network's own firewall rules -----------------------------------------
+
+
+def _is_cidr(value):
+    try:
+        ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _subtract(nets, holes):
+    """The parts of `nets` outside every network of `holes` (CIDR blocks nest or are disjoint)."""
+    left = list(nets)
+    for hole in holes:
+        nxt = []
+        for net in left:
+            if net.version != hole.version or not net.overlaps(hole):
+                nxt.append(net)
+            elif not net.subnet_of(hole):
+                nxt.extend(net.address_exclude(hole))
+        left = nxt
+    return left
+
+
+def public_part(ranges):
+    """The addresses of `ranges` that are on the internet (outside NON_PUBLIC_SOURCES), collapsed."""
+    nets = [ipaddress.ip_network(str(c), strict=False) for c in ranges or [] if _is_cidr(c)]
+    holes = [ipaddress.ip_network(h) for h in NON_PUBLIC_SOURCES]
+    left = _subtract(nets, holes)
+    out = []
+    for version in (4, 6):
+        out.extend(ipaddress.collapse_addresses(n for n in left if n.version == version))
+    return out
+
+
+def covers_internet(ranges):
+    """["IPv4"] / ["IPv6"] / both when the ranges together hold every internet address of that
+    family: 0.0.0.0/0, but also 0.0.0.0/1 + 128.0.0.0/1, or everything but the private blocks."""
+    mine = public_part(ranges)
+    whole = public_part(["0.0.0.0/0", "::/0"])
+    out = []
+    for version, label in ((4, "IPv4"), (6, "IPv6")):
+        need = sum(n.num_addresses for n in whole if n.version == version)
+        have = sum(n.num_addresses for n in mine if n.version == version)
+        if have == need:
+            out.append(label)
+    return out
+
+
+def rule_applies(rule, network, tag, service_account):
+    """An enabled INGRESS allow rule of `network` that reaches a VM with that tag and account."""
+    if rule.get("disabled") or (rule.get("direction") or "INGRESS") != "INGRESS" or not rule.get("allowed"):
+        return False
+    if (rule.get("network") or "").rstrip("/").rsplit("/", 1)[-1] != network:
+        return False
+    tags, accounts = rule.get("targetTags") or [], rule.get("targetServiceAccounts") or []
+    if not tags and not accounts:
+        return True
+    return (tag in tags) or (service_account in accounts)
+
+
+def describe_allowed(rule):
+    parts = []
+    for entry in rule.get("allowed") or []:
+        proto = str(entry.get("IPProtocol", "")).lower()
+        ports = entry.get("ports") or []
+        parts.append("%s:%s" % (proto, ",".join(ports)) if ports else ("%s (all ports)" % proto
+                                                                        if proto in ("tcp", "udp", "sctp", "all")
+                                                                        else proto))
+    return ", ".join(parts)
+
+
+def exposure_refusals(p, rules, service_account):
+    """Refusals for every firewall rule that lets the internet reach the VM's external address.
+
+    Only rules that apply (network, target tags / service accounts) and whose sourceRanges hold
+    any internet address count; the project's own SSH rule (gce_vm_firewall_name) is judged by
+    the ssh_source_ranges check instead. Deny rules are not weighed against them: a rule that
+    lets the internet in is refused even if a deny rule might shadow it."""
+    if not p.get("external_ip") or p.get("allow_public_ingress"):
+        return []
+    out = []
+    for rule in sorted(rules or [], key=lambda r: (int(r.get("priority", 1000)), r.get("name", ""))):
+        if rule.get("name") == p.get("firewall_name"):
+            continue
+        if not rule_applies(rule, p.get("network") or "default", p.get("network_tag") or "", service_account):
+            continue
+        public = public_part(rule.get("sourceRanges") or [])
+        if not public:
+            continue
+        name = rule.get("name")
+        project = p.get("project")
+        whole = covers_internet(rule.get("sourceRanges") or [])
+        message = (
+            "%s: true gives the VM an internet address, and firewall rule %s of network %s lets %s in "
+            "(sources %s, allows %s%s). Fix one of: set gce_vm_external_ip: false (the default: access "
+            "goes through IAP, which needs no external address, and egress through Cloud NAT); or delete "
+            "the rule (gcloud compute firewall-rules delete %s --project %s) or narrow it (gcloud compute "
+            "firewall-rules update %s --source-ranges=%s --project %s); or, to expose the VM deliberately, "
+            "set gce_vm_allow_public_ingress: true."
+            % (var("external_ip"), name, p.get("network") or "default",
+               "the whole internet" if whole else "internet addresses",
+               ", ".join(rule.get("sourceRanges") or []), describe_allowed(rule),
+               "" if not (rule.get("targetTags") or rule.get("targetServiceAccounts"))
+               else "; it targets this VM's %s" % ("tag" if p.get("network_tag") in (rule.get("targetTags") or [])
+                                                   else "service account"),
+               name, project, name, IAP_RANGE, project))
+        out.append(Refusal("exposure", var("external_ip"), message,
+                           {"rule": name, "source_ranges": rule.get("sourceRanges") or [],
+                            "allowed": rule.get("allowed") or [], "public": [str(n) for n in public]}))
+    return out

@@ -19,7 +19,10 @@ description:
     regional GPU metric (the PREEMPTIBLE_ one for spot), GPUS_ALL_REGIONS, CPUs and disk.
   - Estimates the cost (hourly, monthly at 730 h, monthly while stopped) from a dated price table
     and refuses when the monthly estimate exceeds the budget.
-  - When the VM already exists as wanted, skips the API checks (one API call in all).
+  - With an external IP, lists the firewall rules of the VM's network and refuses any enabled ingress allow
+    rule that applies to the VM (no target, or its tag or service account) and admits internet addresses;
+    ranges that together cover the internet (0.0.0.0/1 + 128.0.0.0/1) are the internet.
+  - When the VM already exists as wanted, skips the API checks but the exposure check.
   - Never changes anything; every refusal names the variable to change and the fix.
 version_added: "1.0.0"
 options:
@@ -75,7 +78,28 @@ options:
   provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD}
   termination_action: {description: STOP or DELETE (spot)., type: str, default: STOP}
   budget_monthly_usd: {description: Refuse when the monthly estimate exceeds this; unset for no budget., type: raw}
-  external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: true}
+  external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: false}
+  direct_without_external_ip:
+    description: Direct SSH (access ssh/oslogin) reaches the VM's internal address (a VPN, the local sandbox).
+    type: bool
+    default: false
+  network: {description: VPC network the VM joins; its firewall rules are checked., type: str, default: default}
+  network_tag: {description: Network tag the VM carries (firewall rules that target it apply)., type: str, default: ""}
+  firewall_name:
+    description: The project's own SSH rule; judged by the C(ssh_source_ranges) check, not the exposure check.
+    type: str
+    default: ""
+  vm_service_account:
+    description: Email the VM runs as, or C(default) for the project's Compute Engine default account.
+    type: str
+    default: default
+  allow_public_ingress:
+    description:
+      - Accept firewall rules that let internet addresses reach the VM's external address.
+      - Without it, an external IP together with any such rule of the network (the C(default) network's
+        own C(default-allow-ssh), 0.0.0.0/0, for one) is refused.
+    type: bool
+    default: false
   static_ip: {description: The VM keeps a reserved static address (billed while stopped)., type: bool, default: false}
   prices: {description: The price table (see roles/gce_preflight/files/prices.yml)., type: dict, required: true}
   api_checks:
@@ -137,9 +161,37 @@ api_disabled:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.gce_client import (  # noqa: E402
-    GceClient, GceApiError, GceError, auth_argument_spec, instance_summary, resource_name)
+    GceClient, GceApiError, GceError, auth_argument_spec, resource_name)
 from ansible.module_utils import gce_pricing  # noqa: E402
 from ansible.module_utils import gce_preflight_checks as pc  # noqa: E402
+
+
+def instance_summary(inst):
+    accelerators = inst.get("guestAccelerators") or []
+    scheduling = inst.get("scheduling") or {}
+    nat_ip = None
+    internal_ip = None
+    for nic in inst.get("networkInterfaces") or []:
+        internal_ip = internal_ip or nic.get("networkIP")
+        for ac in nic.get("accessConfigs") or []:
+            nat_ip = nat_ip or ac.get("natIP")
+    return {
+        "name": inst.get("name"),
+        "zone": resource_name(inst.get("zone")),
+        "status": inst.get("status"),
+        "machine_type": resource_name(inst.get("machineType")),
+        "gpu_type": resource_name(accelerators[0]["acceleratorType"]) if accelerators else "",
+        "gpu_count": sum(int(a.get("acceleratorCount", 0)) for a in accelerators),
+        "provisioning_model": scheduling.get("provisioningModel") or (
+            "SPOT" if scheduling.get("preemptible") else "STANDARD"),
+        "labels": inst.get("labels") or {},
+        "external_ip": nat_ip,
+        "internal_ip": internal_ip,
+        "self_link": inst.get("selfLink"),
+        "service_accounts": inst.get("serviceAccounts") or [],
+        "boot_disk_gb": next((int(d["diskSizeGb"]) for d in inst.get("disks") or []
+                              if d.get("boot") and d.get("diskSizeGb")), None),
+    }
 
 
 def differences(p, summary):
@@ -358,6 +410,20 @@ def api_checks(client, p, result):
     return refusals
 
 
+def exposure_check(client, p, result):
+    """Refusals for the network's firewall rules that let the internet reach the VM (read-only)."""
+    if not p["external_ip"] or p["allow_public_ingress"]:
+        return []
+    account = p["vm_service_account"]
+    if account == "default":
+        account = client.get(client.project_path()).get("defaultServiceAccount") or ""
+    rules = client.list(client.global_path("firewalls"))
+    refusals = pc.exposure_refusals(p, rules, account)
+    if not refusals:
+        result["checks"].append("exposure")
+    return refusals
+
+
 def main():
     spec = auth_argument_spec()
     spec.update(
@@ -384,7 +450,13 @@ def main():
         provisioning_model=dict(type="str", default="STANDARD"),
         termination_action=dict(type="str", default="STOP"),
         budget_monthly_usd=dict(type="raw"),
-        external_ip=dict(type="bool", default=True),
+        external_ip=dict(type="bool", default=False),
+        direct_without_external_ip=dict(type="bool", default=False),
+        network=dict(type="str", default="default"),
+        network_tag=dict(type="str", default=""),
+        firewall_name=dict(type="str", default=""),
+        vm_service_account=dict(type="str", default="default"),
+        allow_public_ingress=dict(type="bool", default=False),
         static_ip=dict(type="bool", default=False),
         prices=dict(type="dict", required=True),
         api_checks=dict(type="bool", default=True),
@@ -419,6 +491,7 @@ def main():
                     result["candidate_zones"] = [existing["zone"]]
             if not result["fast_path"]:
                 refusals = api_checks(client, p, result)
+            refusals = refusals + exposure_check(client, p, result)
         except GceApiError as exc:
             result["api_calls"] = client.request_count
             if exc.status == 403 and exc.reason in ("accessNotConfigured", "SERVICE_DISABLED") and not existing:
