@@ -161,37 +161,9 @@ api_disabled:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.gce_client import (  # noqa: E402
-    GceClient, GceApiError, GceError, auth_argument_spec, resource_name)
+    GceClient, GceApiError, GceError, auth_argument_spec, instance_summary, resource_name)
 from ansible.module_utils import gce_pricing  # noqa: E402
 from ansible.module_utils import gce_preflight_checks as pc  # noqa: E402
-
-
-def instance_summary(inst):
-    accelerators = inst.get("guestAccelerators") or []
-    scheduling = inst.get("scheduling") or {}
-    nat_ip = None
-    internal_ip = None
-    for nic in inst.get("networkInterfaces") or []:
-        internal_ip = internal_ip or nic.get("networkIP")
-        for ac in nic.get("accessConfigs") or []:
-            nat_ip = nat_ip or ac.get("natIP")
-    return {
-        "name": inst.get("name"),
-        "zone": resource_name(inst.get("zone")),
-        "status": inst.get("status"),
-        "machine_type": resource_name(inst.get("machineType")),
-        "gpu_type": resource_name(accelerators[0]["acceleratorType"]) if accelerators else "",
-        "gpu_count": sum(int(a.get("acceleratorCount", 0)) for a in accelerators),
-        "provisioning_model": scheduling.get("provisioningModel") or (
-            "SPOT" if scheduling.get("preemptible") else "STANDARD"),
-        "labels": inst.get("labels") or {},
-        "external_ip": nat_ip,
-        "internal_ip": internal_ip,
-        "self_link": inst.get("selfLink"),
-        "service_accounts": inst.get("serviceAccounts") or [],
-        "boot_disk_gb": next((int(d["diskSizeGb"]) for d in inst.get("disks") or []
-                              if d.get("boot") and d.get("diskSizeGb")), None),
-    }
 
 
 def differences(p, summary):
