@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import run_playbook
-from test_journey import JSON_OUTPUT, containers, mutating_calls, run_cell, tunnel
+from test_journey import JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, run_cell, tunnel
 
 pytestmark = pytest.mark.journey
 
@@ -109,8 +109,4 @@ def test_fleet_up_rerun_status_stop_down(fleet_sandbox):
     # 7. make down removes every VM, disk and container, and the firewall rule with the last VM.
     down = run_playbook("playbooks/destroy.yml", sb, extra_vars=dict(FLEET, destroy_confirm="yes"))
     assert down.rc == 0, down
-    state = sb.state()
-    assert not any(state.get("instances", {}).values()), state.get("instances")
-    assert not any(state.get("disks", {}).values()), state.get("disks")
-    assert "gpu-jupyter-allow-ssh" not in state.get("firewalls", {})
-    assert containers(sb) == []
+    assert_nothing_left(sb)

@@ -145,6 +145,15 @@ def mutating_calls(sb) -> list[str]:
     return ["%s %s" % (r["method"], r["path"].split("?")[0].rsplit("/", 1)[-1]) for r in sb.requests(mutating=True)]
 
 
+def assert_nothing_left(sb):
+    """No instance, disk, project firewall rule or container: nothing bills, nothing runs."""
+    state = sb.state()
+    assert not any(state.get("instances", {}).values()), state.get("instances")
+    assert not any(state.get("disks", {}).values()), state.get("disks")
+    assert "gpu-jupyter-allow-ssh" not in state.get("firewalls", {})
+    assert containers(sb) == []
+
+
 def instance(sb):
     return sb.api("GET", f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{NAME}")
 
@@ -223,8 +232,4 @@ def test_up_open_rerun_stop_start_destroy(podman_sandbox):
     # 6. make down: nothing of the VM is left, in the API or on this machine.
     down = run_playbook("playbooks/destroy.yml", sb, extra_vars={"destroy_confirm": "yes"})
     assert down.rc == 0, down
-    state = sb.state()
-    assert not any(state.get("instances", {}).values()), state.get("instances")
-    assert not any(state.get("disks", {}).values()), state.get("disks")
-    assert "gpu-jupyter-allow-ssh" not in state.get("firewalls", {})
-    assert containers(sb) == []
+    assert_nothing_left(sb)
