@@ -8,6 +8,7 @@ from outside with `podman inspect`. That last test ends the instance, so it come
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -59,6 +60,23 @@ def converge(**extra):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     return proc.stdout
+
+
+def recap_changed(out):
+    """The changed count of the play recap (one host)."""
+    counts = re.findall(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s", out, re.M)
+    assert len(counts) == 1, out[-2000:]
+    return int(counts[0])
+
+
+def changed_tasks(out):
+    """Names of the tasks and handlers that reported `changed`, in order."""
+    names = []
+    for block in re.split(r"^(?:TASK|RUNNING HANDLER) \[", out, flags=re.M)[1:]:
+        name, _, body = block.partition("]")
+        if re.search(r"^changed: ", body, re.M):
+            names.append(name)
+    return names
 
 
 def test_agent_timer_and_config_installed(host):
@@ -197,7 +215,11 @@ def test_disabled_stops_the_timer_and_never_powers_off(host):
 def test_idle_vm_powers_itself_off(host):
     """Last: re-enable; with nothing going on the container stops within the window + checks."""
     out = converge()
-    assert "changed=" in out
+    # Re-enabling changes exactly two things (every recap has a "changed=" field: the count and
+    # the tasks are what tell).
+    assert recap_changed(out) == 2, out[-3000:]
+    assert changed_tasks(out) == ["idle_autostop : Install | Write the agent configuration",
+                                  "idle_autostop : Service | Start and enable the timer"], out[-3000:]
     enabled_at = time.time()
     # An SSH-less, kernel-less, hold-less machine: idle from the first check.
     # Two facts, two clocks: the agent decides within the window plus a few checks; systemd's
