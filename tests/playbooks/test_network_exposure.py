@@ -111,3 +111,16 @@ def test_default_vm_has_no_external_ip_and_egress_through_cloud_nat(sandbox):
     second = run_playbook(PLAYBOOK, sandbox)
     assert second.rc == 0 and second.changed == 0, second.stdout[-3000:]
     assert sandbox.requests(mutating=True) == []
+
+
+def test_an_existing_vm_is_checked_again_on_every_run(sandbox):
+    """The fast path (the VM exists as wanted) still reads the rules: one added since is refused."""
+    sandbox.enable_compute()
+    delete_public_defaults(sandbox)
+    first = run_playbook(PLAYBOOK, sandbox, extra_vars={"gce_vm_external_ip": True})
+    assert first.rc == 0, first.stdout[-3000:]
+    add_rule(sandbox, "allow-ssh-anywhere", ["0.0.0.0/0"], allowed=[{"IPProtocol": "tcp", "ports": ["22"]}])
+    sandbox.clear_requests()
+    again = run_playbook(PLAYBOOK, sandbox, extra_vars={"gce_vm_external_ip": True})
+    refused_before_any_write(sandbox, again, ["firewall rule allow-ssh-anywhere of network default lets the whole "
+                                              "internet in (sources 0.0.0.0/0, allows tcp:22)"])
