@@ -83,7 +83,11 @@ remaining_managed_instances:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, label_filter, resource_name
+from ansible.module_utils.gce_client import (
+    GceClient, GceConnectionError, GceError, GceTimeoutError, auth_argument_spec, label_filter, resource_name)
+
+# What each collection is called in a message.
+KINDS = {"instances": "VM", "disks": "disk", "firewalls": "firewall rule"}
 
 
 class DestroyError(Exception):
@@ -98,10 +102,46 @@ class Destroyer(object):
         self.check = module.check_mode
         self.deleted = dict(instances=[], disks=[], firewalls=[])
         self.kept = dict(disks=[], firewalls=[])
+        # The step under way and the data disks still to delete, for a message if a step never finishes.
+        self.doing = "reading %s" % self.p["name"]
+        self.pending_disks = []
 
     def call(self, method, path, body=None, params=None):
+        parts = path.rstrip("/").split("/")
+        if method == "DELETE" and len(parts) >= 2:
+            self.doing = "deleting %s %s" % (KINDS.get(parts[-2], parts[-2]), parts[-1])
+        else:
+            self.doing = "changing %s (%s)" % (self.p["name"], parts[-1])
         if not self.check:
             self.client.call(method, path, body=body, params=params, timeout=self.p["timeout"])
+
+    def unfinished_message(self, exc):
+        """A lost connection or an operation past the deadline: what was done, what exists now,
+        what the next run does."""
+        if isinstance(exc, GceConnectionError):
+            lines = ["Lost the connection to the Compute API while %s (%s, %d attempt%s); GCE refused nothing."
+                     % (self.doing, exc.cause, exc.attempts, "" if exc.attempts == 1 else "s")]
+        else:
+            lines = ["%s was not finished after %ss, the limit gce_lifecycle_operation_timeout sets; nothing was "
+                     "cancelled, and GCE may still finish it." % (self.doing[0].upper() + self.doing[1:], exc.timeout)]
+        done = ["%s %s" % (kind, ", ".join(names)) for kind, names in sorted(self.deleted.items()) if names]
+        lines.append(("Confirmed deleted so far: %s." % "; ".join(done)) if done else "No delete was confirmed yet.")
+        zone, name = self.p["zone"], self.p["name"]
+        try:
+            inst = self.client.get_or_none(self.client.zone_path(zone, "instances", name))
+            lines.append("VM %s is gone from %s." % (name, zone) if inst is None else
+                         "VM %s still exists in %s, status %s." % (name, zone, inst.get("status")))
+        except GceError:
+            lines.append("Whether VM %s still exists is unknown: reading it back failed too." % name)
+        lines.append("Running the destroy again deletes what is left: the VM if it is still there, a disk named "
+                     "%s, and the firewall rule once no managed VM remains." % name)
+        others = [resource_name(d) for d in self.pending_disks if resource_name(d) != name]
+        if others:
+            lines.append("It does not find the data disk(s) %s once the VM is gone: delete them with "
+                         "`gcloud compute disks delete %s --zone %s`." % (", ".join(others), " ".join(others), zone))
+        if isinstance(exc, GceTimeoutError):
+            lines.append("If GCE is slow today, raise gce_lifecycle_operation_timeout (now %ss)." % exc.timeout)
+        return " ".join(lines)
 
     def delete_disk(self, link):
         name = resource_name(link)
@@ -128,6 +168,8 @@ class Destroyer(object):
                 raise DestroyError("VM %s has deletion protection on; turn it off first "
                                    "(gcloud compute instances update %s --no-deletion-protection)." % (name, name))
             to_delete_after = []
+            # Deleted with the VM (autoDelete): counted once the VM's delete has finished.
+            with_vm = []
             for attached in instance.get("disks") or []:
                 source = attached.get("source")
                 if not source:
@@ -142,11 +184,14 @@ class Destroyer(object):
                 elif not attached.get("autoDelete"):
                     to_delete_after.append(source)
                 else:
-                    self.deleted["disks"].append(resource_name(source))
+                    with_vm.append(resource_name(source))
+            self.pending_disks = list(to_delete_after)
             self.call("DELETE", path)
             self.deleted["instances"].append(name)
+            self.deleted["disks"].extend(with_vm)
             for source in to_delete_after:
                 self.delete_disk(source)
+                self.pending_disks.remove(source)
         else:
             # A previous run may have died between deleting the VM and its disks.
             leftover = self.client.get_or_none(self.client.zone_path(zone, "disks", name))
@@ -186,6 +231,9 @@ def main():
         result = worker.run()
     except DestroyError as exc:
         module.fail_json(msg=str(exc), changed=False)
+    except (GceConnectionError, GceTimeoutError) as exc:
+        module.fail_json(msg=worker.unfinished_message(exc), error=exc.to_dict(), deleted=worker.deleted,
+                         changed=any(worker.deleted.values()))
     except GceError as exc:
         module.fail_json(msg=str(exc), error=exc.to_dict() if hasattr(exc, "to_dict") else {},
                          deleted=worker.deleted, changed=any(worker.deleted.values()))
