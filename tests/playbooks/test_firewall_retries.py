@@ -14,13 +14,15 @@ def calls(sandbox, method, suffix):
     return [r["status"] for r in sandbox.requests() if r["method"] == method and suffix in r["path"]]
 
 
-def test_the_firewall_rule_rides_out_a_429_and_503_burst(sandbox):
-    # On the insert itself, and while the module polls the insert's operation.
+def test_the_firewall_rule_rides_out_a_dropped_connection_and_a_429_503_burst(sandbox):
+    # A dropped connection on the module's first read, then throttling on the insert itself and
+    # while the module polls the insert's operation.
+    sandbox.add_fault("disconnect", count=1, method="GET", path_regex=r"/global/firewalls/%s$" % RULE)
     sandbox.add_fault("http_error", status=429, count=2, method="POST", path_regex=r"/global/firewalls$")
     sandbox.add_fault("http_error", status=503, count=1, method="GET", path_regex=r"/global/operations/")
     result = run_playbook("playbooks/provision.yml", sandbox, extra_vars=FAST)
     assert result.rc == 0, result
-    assert result.stdout.count("FAILED - RETRYING: [") >= 3, result
+    assert result.stdout.count("FAILED - RETRYING: [") >= 4, result
     rule = sandbox.api("GET", f"/compute/v1/projects/{sandbox.project}/global/firewalls/{RULE}")
     assert rule["allowed"] == [{"IPProtocol": "tcp", "ports": ["22"]}]
     assert rule["targetTags"] == ["gpu-jupyter"]
