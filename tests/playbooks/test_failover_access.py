@@ -35,9 +35,12 @@ def test_direct_ssh_with_the_users_key_and_an_ssh_config_entry(sandbox, tmp_path
     items, vm = metadata(sandbox)
     assert items["ssh-keys"] == "alice:" + KEY
     assert "enable-oslogin" not in items
-    nat_ip = vm["networkInterfaces"][0]["accessConfigs"][0]["natIP"]
+    # No external address by default: the ssh-config entry names the internal one (a real
+    # project reaches it from inside the VPC, or over a VPN).
+    assert not vm["networkInterfaces"][0].get("accessConfigs")
+    address = vm["networkInterfaces"][0]["networkIP"]
     text = config.read_text()
-    assert f"Host {NAME}\n  HostName {nat_ip}\n  User alice\n" in text, text
+    assert f"Host {NAME}\n  HostName {address}\n  User alice\n" in text, text
     assert "  LocalForward 8080 localhost:8080\n" in text and "ProxyCommand" not in text, text
     assert oct(config.stat().st_mode & 0o777) == "0o600"
 
@@ -85,5 +88,5 @@ def test_check_mode_places_nothing_and_shows_the_cost(sandbox):
                           extra_vars={"gce_vm_candidate_zones": ["us-central1-b"]})
     assert result.rc == 0, result
     assert sandbox.requests(mutating=True) == []
-    assert "~$546.55/month if left running" in flat(result), result
+    assert "~$542.90/month if left running" in flat(result), result
     assert not any((sandbox.state().get("instances") or {}).values())

@@ -54,7 +54,7 @@ BAD_INPUTS = [
     ({"gce_vm_instance_termination_action": "HIBERNATE"}, ["gce_vm_instance_termination_action", "STOP"], True),
     ({"gce_budget_monthly_usd": -5}, ["gce_budget_monthly_usd", "positive"], True),
     ({"gce_vm_gpu_count": True}, ["gce_vm_gpu_count: True is a yes/no, not a number of GPUs"], True),
-    ({"gce_budget_monthly_usd": 100}, ["gce_budget_monthly_usd", "546.55", "100.00", "spot"], True),
+    ({"gce_budget_monthly_usd": 100}, ["gce_budget_monthly_usd", "542.90", "100.00", "spot"], True),
     # Read-only API checks.
     ({"gce_vm_zone": "us-central1-z"}, ["gce_vm_zone", "does not exist", "us-central1-a, us-central1-b"], False),
     ({"gce_vm_zone": "us-east1-b"}, ["gce_vm_gpu_type", "not offered in us-east1-b", "us-east1-c"], False),
@@ -95,7 +95,7 @@ def test_good_request_checks_with_six_reads_before_the_first_write(sandbox, pref
     sandbox.clear_requests()
     result = run_playbook(preflight_playbook, sandbox)
     assert result.rc == 0, result
-    assert "~$546.55/month if left running" in flat(result), result
+    assert "~$542.90/month if left running" in flat(result), result
     assert "~$10.00/month while stopped" in flat(result), result
     calls = [(r["method_id"], r["mutating"]) for r in sandbox.requests()]
     first_write = [m for m, mutating in calls].index("compute.firewalls.insert")
@@ -165,11 +165,11 @@ def test_usage_counts_against_the_limit(sandbox, preflight_playbook):
 
 
 def test_reconfigure_over_the_budget_is_refused_before_any_call(sandbox):
-    """The budget holds on every change: 2 x T4 on n1-standard-8 (~$802/month) against $750."""
+    """The budget holds on every change: 2 x T4 on n1-standard-8 (~$798/month) against $750."""
     sandbox.clear_requests()
     result = run_playbook("playbooks/reconfigure.yml", sandbox,
                           extra_vars={"gce_vm_gpu_count": 2, "gce_lifecycle_allow_stop": True})
     assert result.rc != 0, result
     assert "exceeds gce_budget_monthly_usd = 750.00" in flat(result), result
-    assert "~$802" in flat(result), result
+    assert "~$798" in flat(result), result
     assert sandbox.requests(mutating=True) == []
