@@ -146,11 +146,12 @@ def mutating_calls(sb) -> list[str]:
 
 
 def assert_nothing_left(sb):
-    """No instance, disk, project firewall rule or container: nothing bills, nothing runs."""
+    """No instance, disk, project firewall rule, Cloud NAT or container: nothing bills, nothing runs."""
     state = sb.state()
     assert not any(state.get("instances", {}).values()), state.get("instances")
     assert not any(state.get("disks", {}).values()), state.get("disks")
     assert "gpu-jupyter-allow-ssh" not in state.get("firewalls", {})
+    assert not any(state.get("routers", {}).values()), state.get("routers")   # the Cloud NAT
     assert containers(sb) == []
 
 
