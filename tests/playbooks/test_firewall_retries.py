@@ -1,6 +1,6 @@
 """The SSH firewall rule (google.cloud.gcp_compute_firewall, which gives up on a single 429 or 503)
-is created through a throttling burst, and gives up after a bounded number of tries when the burst
-does not end."""
+is created through a throttling burst, gives up after a bounded number of tries when the burst
+does not end, and stops waiting on an operation at gce_vm_operation_timeout, saying so."""
 
 from conftest import run_playbook
 
@@ -36,7 +36,25 @@ def test_a_burst_that_does_not_end_fails_after_a_bounded_number_of_tries(sandbox
     sandbox.add_fault("http_error", status=429, method="POST", path_regex=r"/global/firewalls$")
     result = run_playbook("playbooks/provision.yml", sandbox, extra_vars=FAST)
     assert result.rc != 0, result
-    assert "fatal: [" in result.stdout and TASK in result.stdout, result
+    flat = " ".join(result.stdout.split())
+    assert ("Firewall rule %s could not be put in place: the first try and 6 retries 1s apart failed; the last "
+            "said: GCP returned error:" % RULE) in flat, result
+    assert "No VM was created or started." in flat, result
     # The first try and six retries, then the play stops before any VM is created.
     assert calls(sandbox, "POST", "/global/firewalls") == [429] * 7
+    assert calls(sandbox, "POST", "/instances") == []
+
+
+def test_an_operation_that_does_not_finish_stops_at_the_timeout_and_names_it(sandbox):
+    sandbox.enable_compute()
+    sandbox.add_fault("slow_operations", seconds=300)
+    result = run_playbook("playbooks/provision.yml", sandbox, extra_vars=dict(FAST, gce_vm_operation_timeout=5),
+                          timeout=240)
+    assert result.rc != 0, result
+    flat = " ".join(result.stdout.split())
+    assert ("GCE had not finished creating or updating firewall rule %s after 5s, the limit "
+            "gce_vm_operation_timeout sets" % RULE) in flat, result
+    assert "raise gce_vm_operation_timeout (now 5s)" in flat, result
+    # No retry after the deadline, and nothing created after it.
+    assert calls(sandbox, "POST", "/global/firewalls") == [200]
     assert calls(sandbox, "POST", "/instances") == []
