@@ -248,6 +248,12 @@ def start_existing(module, client, p, existing, result):
                     client._sleep(2)
                     waited += 2
                     inst = client.get(path)
+                if inst.get("status") == "STOPPING":
+                    module.fail_json(msg=(
+                        "%s in %s is still STOPPING after %ss, the limit gce_vm_operation_timeout sets: GCE has not "
+                        "finished stopping (or preempting) it, so it was not started; nothing was changed. The next "
+                        "run starts it once it is stopped. If GCE is slow today, raise gce_vm_operation_timeout "
+                        "(now %ss)." % (p["name"], zone, p["timeout"], p["timeout"])), **result)
             client.call("POST", path + "/start", timeout=p["timeout"])
             return instance_summary(client.get(path))
         except (GceConnectionError, GceTimeoutError) as exc:

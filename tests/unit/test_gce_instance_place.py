@@ -149,6 +149,30 @@ def test_an_insert_past_the_deadline_names_the_variable_and_what_exists(sandbox,
     assert [r for r in sandbox.requests(mutating=True) if r["method"] == "DELETE"] == []
 
 
+def test_a_429_and_503_burst_on_the_insert_makes_one_vm(sandbox, run):
+    sandbox.add_fault("http_error", status=429, count=1, method="POST", path_regex=r"/instances$")
+    sandbox.add_fault("http_error", status=503, count=1, method="POST", path_regex=r"/instances$")
+    out = run()
+    assert isinstance(out, ExitedError), out.result
+    assert out.result["action"] == "created" and out.result["zone"] == "us-central1-a"
+    inserts = [r for r in sandbox.requests(mutating=True) if r["path"].endswith("/instances")]
+    assert [r["status"] for r in inserts] == [429, 503, 200]
+    assert len({r["query"]["requestId"] for r in inserts}) == 1
+
+
+def test_a_spot_vm_still_stopping_at_the_deadline_is_not_started(sandbox, run):
+    assert isinstance(run(provisioning_model="SPOT"), ExitedError)
+    sandbox.add_fault("slow_operations", seconds=60)
+    sandbox.api("POST", f"/compute/v1/projects/{sandbox.project}/zones/us-central1-a/instances/{NAME}/stop")
+    out = run(provisioning_model="SPOT", timeout=3,
+              existing={"zone": "us-central1-a", "status": "STOPPING", "provisioning_model": "SPOT"})
+    assert isinstance(out, FailedError), out.result
+    assert out.result["msg"].startswith(
+        "%s in us-central1-a is still STOPPING after 3s, the limit gce_vm_operation_timeout sets" % NAME)
+    assert "raise gce_vm_operation_timeout (now 3s)" in out.result["msg"]
+    assert not [r for r in sandbox.requests(mutating=True) if r["path"].endswith("/start")]
+
+
 def test_builtin_gpu_machine_types_get_terminate_on_host_maintenance():
     class Client:
         project = "p"
