@@ -110,7 +110,8 @@ import datetime
 import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.gce_client import GceClient, GceError, auth_argument_spec, label_filter, resource_name
+from ansible.module_utils.gce_client import (
+    GceClient, GceConnectionError, GceError, auth_argument_spec, label_filter, resource_name)
 from ansible.module_utils.gce_preflight_checks import BUILTIN_GPU_FAMILIES
 
 try:
@@ -325,6 +326,12 @@ def main():
     client = GceClient.from_module(module)
     try:
         vms = Lister(client, module.params).run()
+    except GceConnectionError as exc:
+        module.fail_json(msg="Lost the connection to the Compute API while listing the VMs (%s, %d attempt%s); GCE "
+                             "refused nothing, and this read changes nothing. Run again once the API is reachable "
+                             "(check a proxy, VPN or HTTPS_PROXY)." % (exc.cause, exc.attempts,
+                                                                       "" if exc.attempts == 1 else "s"),
+                         error=exc.to_dict())
     except GceError as exc:
         module.fail_json(msg=str(exc), error=exc.to_dict() if hasattr(exc, "to_dict") else {})
     module.exit_json(changed=False, instances=vms, table=table(vms), requests=client.counters(),
