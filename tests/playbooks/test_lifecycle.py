@@ -407,13 +407,16 @@ def test_every_action_finds_the_vm_in_the_zone_failover_chose(failed_over, run_p
     assert mutating(sandbox) == []
 
     check = run_playbook("playbooks/destroy.yml", sandbox, check=True)
-    assert check.rc == 0 and check.changed == 1, check
-    assert f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh" in flat(check)
+    assert check.rc == 0 and check.changed == 2, check   # the VM, and the Cloud NAT with it
+    assert (f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh; "
+            "Cloud NAT gpu-jupyter-router (router and NAT)") in flat(check)
     assert mutating(sandbox) == []
 
     done = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
-    assert done.rc == 0 and done.changed == 1, done
-    assert f"Deleted: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh" in flat(done)
+    assert done.rc == 0 and done.changed == 2, done
+    assert (f"Deleted: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh; "
+            "Cloud NAT gpu-jupyter-router (router and NAT)") in flat(done)
+    assert not exists(sandbox, f"/compute/v1/projects/{project}/regions/us-central1/routers/gpu-jupyter-router")
     assert zones_of(sandbox, NAME) == []
     assert not exists(sandbox, f"/compute/v1/projects/{project}/zones/{FAILOVER_ZONE}/disks/{NAME}")
     assert not exists(sandbox, f"/compute/v1/projects/{project}/global/firewalls/gpu-jupyter-allow-ssh")
