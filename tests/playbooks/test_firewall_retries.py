@@ -58,3 +58,16 @@ def test_an_operation_that_does_not_finish_stops_at_the_timeout_and_names_it(san
     # No retry after the deadline, and nothing created after it.
     assert calls(sandbox, "POST", "/global/firewalls") == [200]
     assert calls(sandbox, "POST", "/instances") == []
+
+
+def test_enabling_the_compute_api_rides_out_a_429_503_burst(sandbox):
+    # A fresh project (the Compute API is off): google.cloud.gcp_serviceusage_service alone gives
+    # up on the first 429.
+    sandbox.add_fault("http_error", status=429, count=1, method="POST", path_regex=r":enable$")
+    sandbox.add_fault("http_error", status=503, count=1, method="POST", path_regex=r":enable$")
+    result = run_playbook("playbooks/provision.yml", sandbox,
+                          extra_vars={"__gce_vm_api_retry_delay": 1, **FAST})
+    assert result.rc == 0, result
+    enables = [r["status"] for r in sandbox.requests() if r["method"] == "POST" and r["path"].endswith(":enable")]
+    assert enables == [429, 503, 200], enables
+    assert calls(sandbox, "POST", "/instances") == [200]
