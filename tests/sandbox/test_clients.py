@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from .helpers import BASE, PROJECT, ZONE, create_vm
+from conftest import NO_GCLOUD
 
 BIN = pathlib.Path(sys.executable).parent
 VM_TASK = f"""
@@ -221,7 +222,7 @@ def test_connect_to_other_hosts_is_refused(sb):
     assert bundle.count("BEGIN CERTIFICATE") > 1      # system CAs kept, sandbox CA added
 
 
-@pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed")
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason=NO_GCLOUD)
 def test_gcloud_list_and_describe(sb, tmp_path):
     create_vm(sb, name="nb1", labels={"app": "jupyter"})
     env = client_env(sb)

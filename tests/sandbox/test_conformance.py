@@ -19,6 +19,7 @@ import subprocess
 import pytest
 
 from .helpers import PROJECT, ZONE, create_vm, vm_body, wait_op, zpath
+from conftest import NO_GCLOUD
 
 
 def refused(sb, method, path, body=None):
@@ -79,7 +80,7 @@ def test_image_family_views_resolve_like_gce(sb):
     assert sb.call("GET", "/compute/v1/projects/debian-cloud/zones/-/imageFamilyViews/no-such-family")[0] == 404
 
 
-@pytest.mark.skipif(shutil.which("gcloud") is None, reason="gcloud is not installed")
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason=NO_GCLOUD)
 def test_gcloud_create_with_its_default_image_flags(sb, tmp_path):
     env = {**sb.env, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "HOME": str(tmp_path)}
     out = subprocess.run(["gcloud", "compute", "instances", "create", "plain", f"--zone={ZONE}",

@@ -20,10 +20,11 @@ import pytest
 from tests.support.fakegcs import FakeGcs
 from tests.support.unprivileged import NOBODY
 from tests.support.unprivileged import _give_tree_to as give_tree_to
+from conftest import NO_GCLOUD
 
 REPO = Path(__file__).resolve().parents[2]
 GCLOUD = shutil.which("gcloud")
-pytestmark = pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed on this machine")
+pytestmark = pytest.mark.skipif(GCLOUD is None, reason=NO_GCLOUD)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 
 import gcs_rsync_common as g  # noqa: E402
 from tests.support.unprivileged import NOBODY, run_unprivileged  # noqa: E402
+from conftest import NO_GCLOUD  # noqa: E402
 
 ME = os.getuid()
 MYGID = os.getgid()
@@ -189,7 +190,7 @@ def test_make_dest_checks_each_component_as_it_opens_it(open_tmp_path):
 
 # ---- the module, with gcloud against fake-gcs-server (skips without gcloud) ------------------
 GCLOUD = __import__("shutil").which("gcloud")
-needs_gcloud = pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed on this machine")
+needs_gcloud = pytest.mark.skipif(GCLOUD is None, reason=NO_GCLOUD)
 
 
 class _MemGcs:
