@@ -11,6 +11,7 @@ import json
 import os
 import threading
 import time
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -326,7 +327,8 @@ def test_clock_steps_never_cause_poweroff(step, idle_so_far):
 # Parsers
 # ---------------------------------------------------------------------------------------------
 def _login(terminal, name, pid, host=""):
-    return ia.psutil._common.suser(name, terminal, host, 0.0, pid)
+    # The fields psutil.users() gives (its suser tuple is private and changes between versions).
+    return types.SimpleNamespace(name=name, terminal=terminal, host=host, started=0.0, pid=pid)
 
 
 def test_collect_ttys_uses_device_atime_and_skips_stale_logins(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ as root (tests/support/unprivileged.py); the script itself refuses root.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -48,8 +49,10 @@ def make_tree(base: Path) -> dict:
     bindir.mkdir()
     (bindir / "trash-empty").write_text(STUB)
     (bindir / "trash-empty").chmod(0o755)
+    # A copy inside the tree: the checkout may sit where the unprivileged user cannot read.
+    shutil.copyfile(SCRIPT, bindir / "trash-cleanup")
     return {"home": str(home), "trash": str(trash), "extra": str(extra), "bin": str(bindir),
-            "log": str(base / "stub.log")}
+            "log": str(base / "stub.log"), "script": str(bindir / "trash-cleanup")}
 
 
 def run(tree: dict, *args: str, mode: str = "rm") -> tuple[int, str, str, list[str]]:
@@ -61,7 +64,7 @@ def run(tree: dict, *args: str, mode: str = "rm") -> tuple[int, str, str, list[s
         # Stands for systemd's journal: the script then logs to stdout only, not to this machine's log.
         "JOURNAL_STREAM": "8:1",
     }
-    proc = subprocess.run(["/bin/sh", str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(["/bin/sh", tree["script"], *args], capture_output=True, text=True, env=env, timeout=60)
     calls = Path(tree["log"]).read_text().splitlines() if os.path.exists(tree["log"]) else []
     return proc.returncode, proc.stdout, proc.stderr, calls
 
