@@ -2,44 +2,16 @@
 connection say what was deleted, what exists now and what running the destroy again does."""
 
 import importlib
-import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ansible.module_utils  # noqa: E402
+from tests.support.fake_module import FailedError, FakeModule, load
 
-if os.path.join(ROOT, "plugins", "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
-sys.path.insert(0, os.path.join(ROOT, "plugins", "modules"))
-
-destroy = importlib.import_module("gce_instance_destroy")
+destroy = load("gce_instance_destroy")
 gce_client = importlib.import_module("ansible.module_utils.gce_client")
 
 NAME = "jupyter-gpu"
 ZONE = "us-central1-a"
-
-
-class FailedError(Exception):
-    def __init__(self, kwargs):
-        super().__init__(kwargs.get("msg"))
-        self.result = kwargs
-
-
-class FakeModule:
-    args = {}
-
-    def __init__(self, argument_spec, supports_check_mode=False):
-        self.params = {k: v.get("default") for k, v in argument_spec.items()}
-        self.params.update(self.args)
-        self.check_mode = False
-
-    def fail_json(self, **kwargs):
-        raise FailedError(kwargs)
-
-    def exit_json(self, **kwargs):
-        raise AssertionError("expected a failure, got %r" % (kwargs,))
 
 
 @pytest.fixture

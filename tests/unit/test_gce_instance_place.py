@@ -3,52 +3,16 @@ the next zone, and a lost connection or an operation still running at the deadli
 what it is (never "GCE refused"), with what exists now and what the next run does."""
 
 import importlib
-import os
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import ansible.module_utils  # noqa: E402
+from tests.support.fake_module import ExitedError, FailedError, FakeModule, load
 
-if os.path.join(ROOT, "plugins", "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(os.path.join(ROOT, "plugins", "module_utils"))
-sys.path.insert(0, os.path.join(ROOT, "plugins", "modules"))
-
-place = importlib.import_module("gce_instance_place")
+place = load("gce_instance_place")
 gce_client = importlib.import_module("ansible.module_utils.gce_client")
 
 NAME = "jupyter-gpu"
 LABELS = {"managed-by": "gpu-jupyter"}
-
-
-class FailedError(Exception):
-    def __init__(self, kwargs):
-        super().__init__(kwargs.get("msg"))
-        self.result = kwargs
-
-
-class ExitedError(Exception):
-    def __init__(self, kwargs):
-        super().__init__("exit")
-        self.result = kwargs
-
-
-class FakeModule:
-    """Just enough of AnsibleModule: params with the spec's defaults, check mode, fail/exit."""
-
-    args = {}
-
-    def __init__(self, argument_spec, supports_check_mode=False):
-        self.params = {k: v.get("default") for k, v in argument_spec.items()}
-        self.params.update(self.args)
-        self.check_mode = False
-
-    def fail_json(self, **kwargs):
-        raise FailedError(kwargs)
-
-    def exit_json(self, **kwargs):
-        raise ExitedError(kwargs)
 
 
 @pytest.fixture
