@@ -1,4 +1,4 @@
-"""Command line: python -m gce_sandbox {serve,start,stop,status,log,fault,quota,preempt,reset,timing,env}."""
+"""Command line: python -m gce_sandbox {serve,start,stop,status,log,fault,quota,preempt,age,reset,timing,env}."""
 
 from __future__ import annotations
 
@@ -287,6 +287,16 @@ def cmd_preempt(args) -> int:
     return 0
 
 
+def cmd_age(args) -> int:
+    state_dir = pathlib.Path(args.state_dir).resolve()
+    info = running(state_dir)
+    if not info:
+        raise SystemExit("gce-sandbox: not running")
+    print(json.dumps(_admin(info["port"], "POST", "age", {"zone": args.zone, "name": args.name,
+                                                          "seconds": args.seconds}, state_dir=state_dir)))
+    return 0
+
+
 def cmd_reset(args) -> int:
     state_dir = pathlib.Path(args.state_dir).resolve()
     info = running(state_dir)
@@ -397,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("preempt", cmd_preempt, "preempt a Spot/preemptible VM as GCE would")
     p.add_argument("--zone", required=True)
     p.add_argument("--name", required=True)
+    p = add("age", cmd_age, "move a VM's start/stop timestamps into the past (run-time limits, stopped-VM policies)")
+    p.add_argument("--zone", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--seconds", type=float, required=True)
     add("reset", cmd_reset, "forget every resource, fault and quota override")
     p = add("timing", cmd_timing, "show or change how long operations run, on the running sandbox")
     p.add_argument("profile", nargs="?", choices=["instant", "realistic"])

@@ -174,12 +174,14 @@ class Sandbox:
         while not stop.wait(interval):
             try:
                 with self.lock:
+                    # Run-time limits end VMs with no request arriving, as on GCE.
+                    expired = self.compute.expire_run_limits()
                     gone = self.backend.exited(self._running_instances())
                     for inst in gone:
                         self.compute._stop_now(inst)
                         inst["status"] = "TERMINATED"
                         inst["lastStopTimestamp"] = now_rfc3339()
-                    if gone:
+                    if gone or expired:
                         self.save()
             except Exception as exc:  # noqa: BLE001 - a failed poll must not end the watcher
                 print(f"gce-sandbox: guest watch: {exc}", file=sys.stderr, flush=True)
@@ -640,6 +642,14 @@ class Handler(BaseHTTPRequestHandler):
                     op = sb.compute.preempt(body.get("zone", ""), body.get("name", ""))
                     sb.save()
                 self._send_json(200, op)
+            elif route == "age" and method == "POST":
+                # Moves one instance's timestamps into the past: a run-time limit or a stop that
+                # long ago is then what GCE would make of it (compute/scheduling.py).
+                with sb.lock:
+                    sb.compute.advance()
+                    inst = sb.compute.age_instance(body.get("zone", ""), body.get("name", ""), body.get("seconds"))
+                    sb.save()
+                self._send_json(200, inst)
             elif route == "timing" and method == "GET":
                 self._send_json(200, sb.state.get("timing") or {})
             elif route == "timing" and method == "POST":

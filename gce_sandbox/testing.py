@@ -189,6 +189,11 @@ class SandboxProcess:
     def preempt(self, zone: str, name: str) -> None:
         self._admin("POST", "preempt", {"zone": zone, "name": name})
 
+    def age(self, zone: str, name: str, seconds: float) -> dict:
+        """Move an instance's start/stop timestamps `seconds` into the past (a run-time limit that
+        is reached is applied at once)."""
+        return self._admin("POST", "age", {"zone": zone, "name": name, "seconds": seconds})
+
     def set_timing(self, profile: str, scale: float = 1.0) -> dict:
         """Change how long operations run until the next reset (which restores the start's timing)."""
         return self._admin("POST", "timing", {"profile": profile, "scale": scale})

@@ -10,6 +10,7 @@ One module per resource, so a reader finds one resource in one file:
   networks.py           networks and subnetworks (the auto-mode `default` network)
   instances.py          instances: insert, get/list, delete, start, stop, preempt
   instance_updates.py   instances: set* on an existing VM
+  scheduling.py         run-time limits (maxRunDuration, terminationTime) and FLEX_START rules
   disks.py              persistent disks
   firewalls.py          firewall rules
   routers.py            Cloud Routers and their Cloud NAT configs
@@ -34,11 +35,12 @@ from .operations import OperationsMixin
 from .projects import ProjectsMixin
 from .quotas import QuotasMixin
 from .routers import RoutersMixin
+from .scheduling import SchedulingMixin
 
 __all__ = ["Compute", "Faults", "RetryAfter", "check_labels", "check_name", "now_rfc3339", "parse_ref",
            "public"]
 
 
-class Compute(InstancesMixin, InstanceUpdatesMixin, DisksMixin, FirewallsMixin, NetworksMixin, RoutersMixin,
-              ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
+class Compute(InstancesMixin, InstanceUpdatesMixin, SchedulingMixin, DisksMixin, FirewallsMixin, NetworksMixin,
+              RoutersMixin, ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
     """The Compute API of one sandbox project: every resource's handlers over one state dict."""

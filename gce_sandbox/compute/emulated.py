@@ -88,7 +88,7 @@ def disk_type_ref(value: Any, path: str, method: str) -> None:
 
 
 SCHEDULING = {"provisioningModel": ANY, "preemptible": ANY, "automaticRestart": ANY, "onHostMaintenance": ANY,
-              "instanceTerminationAction": ANY}
+              "instanceTerminationAction": ANY, "maxRunDuration": ANY, "terminationTime": ANY}
 GUEST_ACCELERATORS = [{"acceleratorType": ANY, "acceleratorCount": ANY}]
 ATTACHED_DISK = {
     "boot": ANY, "autoDelete": ANY, "mode": ANY, "source": ANY, "deviceName": ANY, "interface": ANY,

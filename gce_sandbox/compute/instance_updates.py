@@ -68,7 +68,8 @@ class InstanceUpdatesMixin:
         merged.update(body)
         for k in list(merged):
             if k not in body and k in ("automaticRestart", "onHostMaintenance", "instanceTerminationAction"):
-                if k == "instanceTerminationAction" and merged.get("provisioningModel") != "SPOT":
+                if k == "instanceTerminationAction" and merged.get("provisioningModel") != "SPOT" \
+                        and not (merged.get("maxRunDuration") or merged.get("terminationTime")):
                     merged.pop(k)
         sched = self._scheduling(merged, bool(inst.get("guestAccelerators")))
         if sched.get("provisioningModel") != inst["scheduling"].get("provisioningModel") \

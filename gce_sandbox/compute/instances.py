@@ -17,6 +17,7 @@ from ..errors import (
     operation_error,
 )
 from .common import NAME_RE, check_labels, check_name, metadata_value, new_fingerprint, now_rfc3339, parse_ref, public
+from .scheduling import check_flex_start, check_run_limit
 from .emulated import CATALOG_SERIES, INSTANCE, UNEMULATED_ACCELERATORS, check_fields, check_query, not_emulated
 
 
@@ -89,10 +90,14 @@ class InstancesMixin:
 
     def _scheduling(self, sched: dict, has_gpu: bool) -> dict:
         out = dict(sched)
-        spot = out.get("provisioningModel") == "SPOT"
+        check_run_limit(out)
+        limited = bool(out.get("maxRunDuration") or out.get("terminationTime"))
+        spot = out.get("provisioningModel") in ("SPOT", "FLEX_START")
         preemptible = bool(out.get("preemptible")) or spot
-        out.setdefault("provisioningModel", "SPOT" if spot else "STANDARD")
+        out.setdefault("provisioningModel", "STANDARD")
         out.setdefault("preemptible", False)
+        if limited:
+            out.setdefault("instanceTerminationAction", "STOP")
         if preemptible:
             if out.get("automaticRestart") is True:
                 # GCE: "Invalid value for field 'resource.scheduling.automaticRestart': 'true'.
@@ -107,7 +112,7 @@ class InstancesMixin:
             if spot:
                 out.setdefault("instanceTerminationAction", "STOP")
         else:
-            if out.get("instanceTerminationAction"):
+            if out.get("instanceTerminationAction") and not limited:
                 raise invalid_field("resource.scheduling.instanceTerminationAction",
                                     out["instanceTerminationAction"],
                                     "instanceTerminationAction is only supported for SPOT VMs "
@@ -138,6 +143,7 @@ class InstancesMixin:
         accels = self._resolve_accelerators(body.get("guestAccelerators") or [], zone, machine,
                                             "resource.guestAccelerators")
         scheduling = self._scheduling(body.get("scheduling") or {}, bool(accels))
+        check_flex_start(scheduling, body, machine)
         new_disks, attached = self._insert_disks(body, zone, name)
         nics = self._insert_nics(body.get("networkInterfaces") or [], zone)
         inst = self._instance_record(body, zone, name, machine, accels, scheduling, nics, attached)

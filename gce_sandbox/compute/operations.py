@@ -81,6 +81,8 @@ class OperationsMixin:
                 started = op["_started_at"]
                 share = (now - started) / (op["_ready_at"] - started)
                 op["progress"] = min(90, int(share * 10) * 10)
+        # A VM past its run-time limit is stopped (or deleted) by GCE itself.
+        changed = self.expire_run_limits() or changed
         # Keep the operation table bounded.
         ops = self.operations()
         if len(ops) > 2000:

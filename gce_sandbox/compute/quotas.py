@@ -61,7 +61,8 @@ class QuotasMixin:
         mt = inst["machineType"].rsplit("/", 1)[-1]
         info = catalog.MACHINE_TYPES[mt]
         sched = inst.get("scheduling", {})
-        preemptible = sched.get("preemptible") or sched.get("provisioningModel") == "SPOT"
+        # Flex-start VMs draw preemptible quota too (GCE's flex-start announcement).
+        preemptible = sched.get("preemptible") or sched.get("provisioningModel") in ("SPOT", "FLEX_START")
         need: dict[str, float] = {"CPUS": info["cpus"]}
         gpus = list(inst.get("guestAccelerators") or [])
         for g in gpus:

@@ -1,0 +1,151 @@
+"""Run-time limits: maxRunDuration / terminationTime on any VM, and FLEX_START VMs.
+
+GCE's rules (Compute Engine docs, "Limit the run time of a VM" and "About Flex-start VMs"):
+- a time limit is maxRunDuration (30 s to 120 days) or terminationTime, never both;
+- when it is reached GCE applies instanceTerminationAction: STOP (the default) or DELETE;
+- legacy preemptible VMs cannot have one (Spot VMs can);
+- the run duration counts from the VM's start: a VM stopped and started again gets it afresh;
+- FLEX_START needs a maxRunDuration of at most 7 days, onHostMaintenance TERMINATE, no automatic
+  restart and no reservation, runs only on accelerator-optimized machine types (A2, A3, G2, ...,
+  not N1), draws preemptible quota, and its insert waits for capacity instead of failing at once.
+
+How the sandbox keeps time for them: an instance's deadline is computed from its own
+lastStartTimestamp, so the admin endpoint `age` (tests, rehearsals) moves an instance's timestamps
+into the past instead of making anyone wait 30 s or 40 days.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from .. import catalog
+from ..errors import bad_request, invalid_field
+from .common import now_rfc3339, public
+
+MIN_RUN_SECONDS = 30
+MAX_RUN_SECONDS = 120 * 86400
+FLEX_MAX_SECONDS = 7 * 86400
+# Accelerator-optimized families in the catalog: the only ones flex-start serves.
+FLEX_FAMILIES = ("a2", "a3", "a4", "g2")
+
+
+def duration_seconds(value) -> float | None:
+    """A Duration ({"seconds": "3600", "nanos": 0}) in seconds, or None when absent."""
+    if not value:
+        return None
+    try:
+        return int(value.get("seconds") or 0) + int(value.get("nanos") or 0) / 1e9
+    except (TypeError, ValueError, AttributeError):
+        raise invalid_field("resource.scheduling.maxRunDuration", value, "Invalid duration.") from None
+
+
+def check_run_limit(sched: dict) -> None:
+    """Refuse the run-time limits GCE refuses (the FLEX_START ones in check_flex_start)."""
+    seconds = duration_seconds(sched.get("maxRunDuration"))
+    if seconds is not None and sched.get("terminationTime"):
+        raise invalid_field("resource.scheduling.terminationTime", sched["terminationTime"],
+                            "maxRunDuration and terminationTime cannot both be specified.")
+    if seconds is not None and not MIN_RUN_SECONDS <= seconds <= MAX_RUN_SECONDS:
+        raise invalid_field("resource.scheduling.maxRunDuration.seconds", int(seconds),
+                            f"maxRunDuration must be between {MIN_RUN_SECONDS} seconds and 120 days.")
+    if sched.get("terminationTime"):
+        try:
+            datetime.fromisoformat(str(sched["terminationTime"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid_field("resource.scheduling.terminationTime", sched["terminationTime"],
+                                "Invalid RFC 3339 timestamp.") from None
+    limited = seconds is not None or bool(sched.get("terminationTime"))
+    if limited and sched.get("preemptible"):
+        raise invalid_field("resource.scheduling.preemptible", True,
+                            "A time limit cannot be set on a preemptible VM; use a Spot VM "
+                            "(provisioningModel SPOT) instead.")
+
+
+def check_flex_start(sched: dict, body: dict, machine: str) -> None:
+    if sched.get("provisioningModel") != "FLEX_START":
+        return
+    seconds = duration_seconds(sched.get("maxRunDuration"))
+    if seconds is None:
+        raise invalid_field("resource.scheduling.maxRunDuration", "",
+                            "maxRunDuration must be specified for FLEX_START instances.")
+    if seconds > FLEX_MAX_SECONDS:
+        raise invalid_field("resource.scheduling.maxRunDuration.seconds", int(seconds),
+                            "maxRunDuration of a FLEX_START instance must be at most 7 days.")
+    if sched.get("onHostMaintenance") == "MIGRATE":
+        raise invalid_field("resource.scheduling.onHostMaintenance", "MIGRATE",
+                            "FLEX_START instances must have onHostMaintenance TERMINATE.")
+    if sched.get("automaticRestart") is True:
+        raise invalid_field("resource.scheduling.automaticRestart", True,
+                            "FLEX_START instances cannot be automatically restarted.")
+    affinity = (body.get("reservationAffinity") or {}).get("consumeReservationType")
+    if affinity != "NO_RESERVATION":
+        raise invalid_field("resource.reservationAffinity.consumeReservationType", affinity or "",
+                            "FLEX_START instances must not consume reservations (NO_RESERVATION).")
+    if catalog.MACHINE_TYPES[machine]["family"] not in FLEX_FAMILIES:
+        raise bad_request(f"[{machine}, FLEX_START] features are not compatible for creating instance.",
+                          "invalid")
+
+
+def deadline(inst: dict) -> datetime | None:
+    """When GCE applies the instance's termination action, or None (no limit, or not running)."""
+    sched = inst.get("scheduling") or {}
+    if sched.get("terminationTime"):
+        return datetime.fromisoformat(str(sched["terminationTime"]).replace("Z", "+00:00"))
+    seconds = duration_seconds(sched.get("maxRunDuration"))
+    if seconds is None or not inst.get("lastStartTimestamp"):
+        return None
+    return datetime.fromisoformat(inst["lastStartTimestamp"]) + timedelta(seconds=seconds)
+
+
+def shift(stamp: str | None, seconds: float) -> str | None:
+    if not stamp:
+        return stamp
+    return (datetime.fromisoformat(stamp) - timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+
+
+class SchedulingMixin:
+    def expire_run_limits(self) -> bool:
+        """Apply the termination action to every running VM past its time limit. Returns whether
+        anything changed."""
+        now = datetime.fromisoformat(now_rfc3339())
+        changed = False
+        for zone, table in list(self.state.get("instances", {}).items()):
+            for name, inst in list(table.items()):
+                if inst.get("status") != "RUNNING":
+                    continue
+                due = deadline(inst)
+                if due is not None and due <= now:
+                    self._terminate_at_limit(zone, name, inst)
+                    changed = True
+        return changed
+
+    def _terminate_at_limit(self, zone: str, name: str, inst: dict) -> None:
+        action = (inst.get("scheduling") or {}).get("instanceTerminationAction") or "STOP"
+        self._stop_now(inst)
+        inst["lastStopTimestamp"] = now_rfc3339()
+        if action == "DELETE":
+            self._delete_instance_now(zone, name)
+        else:
+            inst["status"] = "TERMINATED"
+            self.backend.on_stop(public(inst))
+        # A system operation, as GCE's own stop or delete of the VM shows in the operations list.
+        self.new_operation("stop" if action == "STOP" else "delete", inst["selfLink"], inst["id"], zone=zone,
+                           user="system", done=True,
+                           status_message="Instance reached its maximum run duration (%s)." % action)
+
+    def age_instance(self, zone: str, name: str, seconds) -> dict:
+        """Move an instance's timestamps `seconds` into the past (admin: tests and rehearsals),
+        then apply any time limit that is now reached."""
+        inst = self.get_instance(zone, name)
+        try:
+            seconds = float(seconds)
+        except (TypeError, ValueError):
+            raise bad_request("age needs seconds (a number)") from None
+        if seconds < 0:
+            raise bad_request("age moves timestamps into the past only: seconds must be >= 0")
+        for key in ("creationTimestamp", "lastStartTimestamp", "lastStopTimestamp"):
+            if inst.get(key):
+                inst[key] = shift(inst[key], seconds)
+        self.expire_run_limits()
+        table = self.instances(zone)
+        return public(table[name]) if name in table else {"name": name, "deleted": True}
