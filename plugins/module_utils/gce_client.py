@@ -308,6 +308,8 @@ def instance_summary(inst):
         "provisioning_model": scheduling.get("provisioningModel") or (
             "SPOT" if scheduling.get("preemptible") else "STANDARD"),
         "instance_termination_action": scheduling.get("instanceTerminationAction"),
+        # A run-time cap: GCE applies instanceTerminationAction this long after each start.
+        "max_run_seconds": run_limit_seconds(scheduling),
         "labels": inst.get("labels") or {},
         "external_ip": nat_ip or "",
         "internal_ip": internal_ip or "",
@@ -316,6 +318,15 @@ def instance_summary(inst):
         "boot_disk_gb": next((int(d["diskSizeGb"]) for d in inst.get("disks") or []
                               if d.get("boot") and d.get("diskSizeGb")), None),
     }
+
+
+def run_limit_seconds(scheduling):
+    """scheduling.maxRunDuration in whole seconds; 0 when the VM has none."""
+    duration = (scheduling or {}).get("maxRunDuration") or {}
+    try:
+        return int(duration.get("seconds") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def label_filter(labels, name=None):

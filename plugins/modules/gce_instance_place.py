@@ -16,8 +16,8 @@ description:
     the zones named by the error's C(zonesAvailable) hint first; on a regional C(QUOTA_EXCEEDED) it skips
     every zone of that region; on C(GPUS_ALL_REGIONS) / C(CPUS_ALL_REGIONS) it stops at once.
   - After every failed zone it makes sure nothing was left there (no instance, no boot disk).
-  - Knows Spot VMs (C(provisioningModel=SPOT) with C(instanceTerminationAction)), which
-    google.cloud.gcp_compute_instance cannot express.
+  - Knows Spot VMs (C(provisioningModel=SPOT) with C(instanceTerminationAction)) and a hard run-time cap
+    (C(maxRunDuration)), which google.cloud.gcp_compute_instance cannot express.
   - When the instance exists and is TERMINATED (stopped, or a preempted spot VM), starts it and waits.
   - Built on the project's gce_client (waits on operations, retries throttling, typed errors).
 options:
@@ -47,6 +47,18 @@ options:
   provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD, choices: [STANDARD, SPOT]}
   termination_action:
     description: What GCE does to a preempted spot VM.
+    type: str
+    default: STOP
+    choices: [STOP, DELETE]
+  max_run_seconds:
+    description: >-
+      A hard run-time cap (scheduling.maxRunDuration, 30 s to 120 days): GCE applies C(max_run_action)
+      this long after each start. 0 - none. A spot VM has one termination action for both: it must equal
+      C(termination_action).
+    type: int
+    default: 0
+  max_run_action:
+    description: What GCE does when the cap is reached (instanceTerminationAction).
     type: str
     default: STOP
     choices: [STOP, DELETE]
@@ -152,6 +164,9 @@ def instance_body(p, client, zone):
         # GPUs cannot live-migrate: GCE refuses a GPU VM unless host maintenance terminates it.
         scheduling = {"provisioningModel": "STANDARD", "automaticRestart": True,
                       "onHostMaintenance": "TERMINATE" if has_gpu else "MIGRATE"}
+    if p.get("max_run_seconds"):
+        scheduling["maxRunDuration"] = {"seconds": str(p["max_run_seconds"])}
+        scheduling["instanceTerminationAction"] = p.get("max_run_action") or "STOP"
     source_image = p["source_image"]
     if not source_image.startswith("http") and not source_image.startswith("projects/"):
         source_image = "projects/" + source_image
@@ -451,6 +466,8 @@ def main():
         scopes=dict(type="list", elements="str", default=[]),
         provisioning_model=dict(type="str", default="STANDARD", choices=["STANDARD", "SPOT"]),
         termination_action=dict(type="str", default="STOP", choices=["STOP", "DELETE"]),
+        max_run_seconds=dict(type="int", default=0),
+        max_run_action=dict(type="str", default="STOP", choices=["STOP", "DELETE"]),
         status=dict(type="str", default="RUNNING", choices=["RUNNING", "PRESENT"]),
         timeout=dict(type="int", default=600),
     )
@@ -459,6 +476,13 @@ def main():
     p["gpu_type"] = p["gpu_type"] or ""
     if not p["zones"]:
         module.fail_json(msg="gce_vm_candidate_zones: no candidate zone left to try (preflight dropped them all).")
+    if p["max_run_seconds"] and not 30 <= p["max_run_seconds"] <= 120 * 86400:
+        module.fail_json(msg="gce_vm_max_run_hours: GCE takes a run-time cap of 30 seconds to 120 days (got %d s); "
+                             "set 0 for none." % p["max_run_seconds"])
+    if p["max_run_seconds"] and p["provisioning_model"] == "SPOT" and p["max_run_action"] != p["termination_action"]:
+        module.fail_json(msg="gce_vm_max_run_action (%s) must equal gce_vm_instance_termination_action (%s) on a spot "
+                             "VM: GCE has one termination action for both preemption and the run-time cap."
+                         % (p["max_run_action"], p["termination_action"]))
     result = {"changed": False, "attempts": [], "action": "none", "api_calls": 0}
     client = GceClient.from_module(module)
     try:
