@@ -216,3 +216,18 @@ def compute() -> Api:
 @functools.lru_cache(maxsize=None)
 def serviceusage() -> Api:
     return Api("serviceusage.v1", "type.googleapis.com/google.api.serviceusage.v1")
+
+
+@functools.lru_cache(maxsize=None)
+def iam() -> Api:
+    return Api("iam.v1", "type.googleapis.com/google.iam.admin.v1")
+
+
+@functools.lru_cache(maxsize=None)
+def cloudresourcemanager(version: str) -> Api:
+    return Api(f"cloudresourcemanager.{version}", f"type.googleapis.com/google.cloud.resourcemanager.{version}")
+
+
+@functools.lru_cache(maxsize=None)
+def storage() -> Api:
+    return Api("storage.v1", "type.googleapis.com/google.storage.v1")

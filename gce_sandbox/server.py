@@ -27,6 +27,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from . import catalog, cloudquotas, discovery, metadata_server
+from .iam import Iam
+from .resourcemanager import ResourceManager
+from .storage import Storage
 from .compute import Compute, Faults, RetryAfter, now_rfc3339, public
 from .compute.timing import settings as timing_settings
 from .envfiles import (ADMIN_TOKEN_FILE, ADMIN_TOKEN_HEADER, DEFAULT_PROJECT, STATIC_TOKEN, ensure_admin_token,
@@ -40,10 +43,12 @@ from .tlsca import CertificateAuthority, InvalidHost, check_host
 STATE_VERSION = 1
 # Hosts the sandbox answers inside a CONNECT tunnel.
 SERVED_HOSTS = ("compute.googleapis.com", "www.googleapis.com", "serviceusage.googleapis.com",
-                "oauth2.googleapis.com", "cloudresourcemanager.googleapis.com", "cloudquotas.googleapis.com")
+                "oauth2.googleapis.com", "cloudresourcemanager.googleapis.com", "cloudquotas.googleapis.com",
+                "iam.googleapis.com", "storage.googleapis.com")
 # Read-only methods that are POSTs: not "mutating" in the request log.
 READ_ONLY_POSTS = {"compute.zoneOperations.wait", "compute.regionOperations.wait",
-                   "compute.globalOperations.wait", "serviceusage.services.batchGet"}
+                   "compute.globalOperations.wait", "serviceusage.services.batchGet",
+                   "cloudresourcemanager.projects.getIamPolicy"}
 
 INVALID_CREDENTIALS = ApiError(
     401, "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other "
@@ -131,6 +136,10 @@ class Sandbox:
         self.serviceusage = ServiceUsage(self.state)
         self.tokens = TokenEndpoint(self.state, self.service_account)
         self.quotas_api = cloudquotas.CloudQuotas(self.state, self.compute)
+        self.iam = Iam(self.state)
+        self.resourcemanager = ResourceManager(self.state, self.iam)
+        self.storage = Storage(self.state, self.iam)
+        self.compute.service_account_exists = self.iam.exists
 
     def save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
@@ -324,23 +333,33 @@ class Sandbox:
             method_id, result = self.quotas_api.handle(method, rel, query, body)
             info["method_id"] = method_id
             return result
-        if api == "cloudresourcemanager":
-            return self._crm(method, rel, info)
+        if api in ("iam", "cloudresourcemanager", "storage"):
+            return self._iam_apis(api, method, rel, query, body, info)
         raise ApiError(404, "Not found", "notFound")
 
-    def _crm(self, method: str, rel: str, info: dict) -> tuple[int, dict]:
-        number = catalog.project_number(self.project)
-        proj = {"projectNumber": number, "projectId": self.project, "lifecycleState": "ACTIVE",
-                "name": self.project, "createTime": self.state["created"]}
-        info["method_id"] = "cloudresourcemanager.projects." + ("list" if rel == "v1/projects" else "get")
-        if method == "GET" and rel == "v1/projects":
-            return 200, {"projects": [proj]}
-        m = re.match(r"^v1/projects/([^/:]+)$", rel)
-        if method == "GET" and m:
-            if m.group(1) not in (self.project, number):
-                raise ApiError(403, f"The caller does not have permission", "forbidden")
-            return 200, proj
-        raise ApiError(404, f"The requested URL /{rel} was not found on this server.", "notFound")
+    def _iam_apis(self, api: str, method: str, rel: str, query: dict, body: Any, info: dict) -> tuple[int, Any]:
+        """IAM service accounts, the project's IAM policy and buckets with theirs."""
+        version = rel.split("/", 1)[0]
+        if api == "iam":
+            doc = discovery.iam()
+        elif api == "storage":
+            doc = discovery.storage()
+        elif version in ("v1", "v3"):
+            doc = discovery.cloudresourcemanager(version)
+        else:
+            doc = None
+        matched = doc.match(method, rel) if doc else None
+        if matched is None:
+            raise ApiError(404, f"The requested URL /{rel} was not found on this server.", "notFound")
+        route, params = matched
+        info["method_id"] = route.method_id
+        doc.validate_request(route, body)
+        if api == "iam":
+            self.serviceusage.require("iam.googleapis.com")
+            return self.iam.handle(route.method_id, params, body)
+        if api == "storage":
+            return self.storage.handle(route.method_id, params, query, body)
+        return self.resourcemanager.handle(route.method_id, version, params, body)
 
     # ---- admin -----------------------------------------------------------------------
     def admin_state(self) -> dict:
@@ -367,6 +386,12 @@ def _pick_api(host: str, path: str) -> tuple[str | None, str]:
         return "cloudquotas", path[len("/cloudquotas/"):]
     if host == "cloudresourcemanager.googleapis.com":
         return "cloudresourcemanager", path[1:]
+    if host == "iam.googleapis.com" and path.startswith("/v1/"):
+        return "iam", path[1:]
+    if host == "plain" and path.startswith("/iam/v1/"):
+        return "iam", path[len("/iam/"):]
+    if host in ("storage.googleapis.com", "www.googleapis.com", "plain") and path.startswith("/storage/v1/"):
+        return "storage", path[len("/storage/v1/"):]
     if host == "plain" and path.startswith("/cloudresourcemanager/"):
         return "cloudresourcemanager", path[len("/cloudresourcemanager/"):]
     return None, path

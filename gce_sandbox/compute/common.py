@@ -123,6 +123,8 @@ class ComputeBase:
         self.faults = faults or Faults(state)
         self.project = state["project"]
         self.number = catalog.project_number(self.project)
+        # Whether a service account may run a VM: the sandbox's IAM answers (server.py wires it).
+        self.service_account_exists: Callable[[str], bool] = lambda _email: True
 
     # ---- links -------------------------------------------------------------------
     def link(self, path: str, project: str | None = None) -> str:

@@ -136,6 +136,8 @@ class InstanceUpdatesMixin:
         email = body.get("email", "default")
         if email == "default":
             email = f"{self.number}-compute@developer.gserviceaccount.com"
+        elif not self.service_account_exists(email):
+            raise ApiError(400, f"The resource 'One of [{email}]' of type 'serviceAccount' was not found.", "invalid")
         inst["serviceAccounts"] = [{"email": email, "scopes": list(body.get("scopes") or [])}]
         return self._simple_op(inst, "setServiceAccount", p["zone"])
 

@@ -294,6 +294,11 @@ class InstancesMixin:
             email = sa.get("email", "default")
             if email == "default":
                 email = f"{self.number}-compute@developer.gserviceaccount.com"
+            elif not self.service_account_exists(email):
+                # GCE refuses a VM whose account is not there (yet: IAM is eventually consistent),
+                # in the words quoted by terraform-google-managed-instance-group #40.
+                raise ApiError(400, f"The resource 'One of [{email}]' of type 'serviceAccount' was not found.",
+                               "invalid")
             sas.append({"email": email, "scopes": list(sa.get("scopes") or [])})
         metadata = body.get("metadata") or {}
         now = now_rfc3339()

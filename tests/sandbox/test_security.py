@@ -56,7 +56,7 @@ def test_only_served_hosts_get_a_certificate():
     for host in SERVED_HOSTS:
         assert check_host(host, SERVED_HOSTS) == host
     with pytest.raises(InvalidHost):
-        check_host("storage.googleapis.com", SERVED_HOSTS)
+        check_host("bigquery.googleapis.com", SERVED_HOSTS)
 
 
 def test_traversal_connect_writes_nothing_outside_the_state_dir(sandbox_server, tmp_path):
@@ -69,7 +69,7 @@ def test_traversal_connect_writes_nothing_outside_the_state_dir(sandbox_server, 
     attempts = [f"{rel}/a.googleapis.com:443", f"{target}/a.googleapis.com:443",
                 f"compute.googleapis.com/../../{rel}/a.googleapis.com:443",
                 f"{rel}/compute.googleapis.com:443", "..:443", "a..googleapis.com:443",
-                "storage.googleapis.com:443", "compute.googleapis.com:80"]
+                "bigquery.googleapis.com:443", "compute.googleapis.com:80"]
     for attempt in attempts:
         status = _connect(sb.port, attempt)
         assert status.split()[1] in (b"400", b"403"), (attempt, status)
@@ -125,7 +125,7 @@ def test_invalid_host_writes_no_certificate(tmp_path):
     state.mkdir()
     ca = CertificateAuthority(state, SERVED_HOSTS)
     before = _tree(tmp_path)
-    for host in ("../../a.googleapis.com", "storage.googleapis.com"):
+    for host in ("../../a.googleapis.com", "bigquery.googleapis.com"):
         with pytest.raises(InvalidHost):
             ca.context_for(host)
     assert _tree(tmp_path) == before
