@@ -81,10 +81,22 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-added: {description: Roles granted by this run (or that would be, in check mode)., type: list, elements: str, returned: always}
-removed: {description: Roles revoked by this run (or that would be, in check mode)., type: list, elements: str, returned: always}
-roles: {description: Every role the member holds on the resource afterwards (unconditional bindings)., type: list, elements: str, returned: always}
-attempts: {description: Read-modify-write rounds it took (0 when nothing had to be written)., type: int, returned: always}
+added:
+  description: Roles granted by this run (or that would be, in check mode).
+  type: list
+  elements: str
+  returned: always
+removed:
+  description: Roles revoked by this run (or that would be, in check mode).
+  type: list
+  elements: str
+  returned: always
+roles:
+  description: Every role the member holds on the resource afterwards (unconditional bindings).
+  type: list
+  elements: str
+  returned: always
+attempts: {description: Read-modify-write rounds it took (0 when nothing was written)., type: int, returned: always}
 etag: {description: The policy's etag afterwards., type: str, returned: always}
 """
 
@@ -194,7 +206,8 @@ def converge(store, member, roles, state, check_mode, attempts=5, timeout=120,
                 continue
             if is_conflict(exc):
                 raise PolicyConflictError(
-                    "the policy changed between our read and our write %d times in a row (%s)" % (rounds, exc.message))
+                    "the policy changed between our read and our write %d times in a row (%s)"
+                    % (rounds, exc.message)) from exc
             if is_unknown_member(exc) and clock() + delay < deadline:
                 rounds -= 1
                 sleep(delay)
@@ -238,8 +251,9 @@ def main():
     changed = bool(result["added"] or result["removed"])
     if changed and getattr(module, "_diff", False):
         before = sorted(set(result["roles"]) - set(result["added"]) | set(result["removed"]))
+        header = "%s: %s" % (what, p["member"])
         result["diff"] = {"before": {"roles": before}, "after": {"roles": result["roles"]},
-                          "before_header": "%s: %s" % (what, p["member"]), "after_header": "%s: %s" % (what, p["member"])}
+                          "before_header": header, "after_header": header}
     module.exit_json(changed=changed, **result)
 
 

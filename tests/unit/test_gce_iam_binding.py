@@ -39,7 +39,8 @@ class Store:
         self.writes.append(copy.deepcopy(policy))
         if self.race:
             self.race -= 1
-            self.policy["bindings"].append({"role": "roles/viewer", "members": ["user:racer%d@example.com" % self.race]})
+            racer = "user:racer%d@example.com" % self.race
+            self.policy["bindings"].append({"role": "roles/viewer", "members": [racer]})
             self._bump()
         if policy.get("etag") != self.policy["etag"]:
             raise GceApiError(self.status, "aborted", "There were concurrent policy changes.")
@@ -59,7 +60,8 @@ def run(store, state="present", roles=ROLES, check=False, **kw):
 
 
 def test_grants_only_what_is_missing_and_keeps_everyone_else():
-    store = Store([{"role": "roles/logging.logWriter", "members": [OTHER]}, {"role": "roles/owner", "members": [OTHER]}])
+    store = Store([{"role": "roles/logging.logWriter", "members": [OTHER]},
+                   {"role": "roles/owner", "members": [OTHER]}])
     result, _ = run(store)
     assert result["added"] == ROLES and result["roles"] == sorted(ROLES) and result["attempts"] == 1
     assert store.policy["bindings"][:2] == [{"role": "roles/logging.logWriter", "members": [OTHER, SA]},
