@@ -86,10 +86,18 @@ instances:
       machine_type: n1-standard-8
       gpus: {nvidia-tesla-t4: 1}
       uptime_seconds: 4210
+      max_run_seconds: 43200
+      termination_action: STOP
+      run_limit_ends: "2026-12-02T23:40:00-08:00"
+      run_limit_text: GCE stops it at 2026-12-03 07:40 UTC (in 10h 50m), 12h 00m after each start
+      last_stop: null
+      stopped_seconds: null
+      stopped_for: null
       cost: {hourly_now: 0.7241, monthly_running: 528.6, monthly_stopped: 10.0}
       tunnel_command: >-
         gcloud compute ssh jupyter-gpu --zone us-central1-a --project p --tunnel-through-iap
         -- -N -L 8080:localhost:8080
+      service_accounts: [jupyter-gpu-vm@p.iam.gserviceaccount.com]
       host_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA..."]
       console_tail: ["[  OK  ] Started ssh.service - OpenBSD Secure Shell server."]
 table:
@@ -111,7 +119,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gce_client import (
-    GceClient, GceConnectionError, GceError, auth_argument_spec, label_filter, resource_name)
+    GceClient, GceConnectionError, GceError, auth_argument_spec, label_filter, resource_name,
+    run_limit_seconds)
 from ansible.module_utils.gce_preflight_checks import BUILTIN_GPU_FAMILIES
 
 try:
@@ -153,6 +162,35 @@ def human_duration(seconds):
     if days:
         return "%dd %dh" % (days, hours)
     return "%dh %02dm" % (hours, minutes)
+
+
+def run_limit(instance, status, started, now):
+    """The VM's run-time cap and, while it runs, when GCE applies it; and how long a stopped VM
+    has been stopped (lastStopTimestamp)."""
+    scheduling = instance.get("scheduling") or {}
+    seconds = run_limit_seconds(scheduling)
+    action = scheduling.get("instanceTerminationAction") or "STOP"
+    ends = None
+    if status in RUNNING_STATES:
+        if scheduling.get("terminationTime"):
+            ends = parse_timestamp(scheduling["terminationTime"].replace("Z", "+00:00"))
+        elif seconds and started is not None:
+            ends = started + datetime.timedelta(seconds=seconds)
+    text = ""
+    if ends is not None:
+        at = ends.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        text = "GCE %s it at %s UTC (in %s)%s" % (
+            "deletes" if action == "DELETE" else "stops", at,
+            human_duration(max(0, (ends - now).total_seconds())),
+            ", %s after each start" % human_duration(seconds) if seconds else "")
+    stopped = parse_timestamp(instance.get("lastStopTimestamp"))
+    stopped_seconds = None
+    if status in ("TERMINATED", "STOPPED") and stopped is not None:
+        stopped_seconds = max(0, int((now - stopped).total_seconds()))
+    return dict(max_run_seconds=seconds, termination_action=action if (seconds or ends) else None,
+                run_limit_ends=ends.isoformat() if ends else None, run_limit_text=text,
+                last_stop=instance.get("lastStopTimestamp"), stopped_seconds=stopped_seconds,
+                stopped_for=human_duration(stopped_seconds) if stopped_seconds is not None else None)
 
 
 def describe(instance, disks_by_link, project, shape, prices, now, tunnel_port, iap):
@@ -211,13 +249,15 @@ def describe(instance, disks_by_link, project, shape, prices, now, tunnel_port, 
     tunnel = "gcloud compute ssh %s --zone %s --project %s%s -- -N -L %d:localhost:%d" % (
         name, zone, project, " --tunnel-through-iap" if iap else "", tunnel_port, tunnel_port)
     return dict(
+        run_limit(instance, status, started, now),
         name=name, zone=zone, status=status, machine_type=machine_type,
         vcpus=shape[0] if shape else None, memory_gib=shape[1] if shape else None,
         gpus=all_gpus, gpu_text=", ".join("%d x %s" % (c, t) for t, c in sorted(all_gpus.items())) or "none",
         disks=disks, labels=instance.get("labels") or {}, network_interfaces=interfaces,
         provisioning_model="SPOT" if spot else "STANDARD",
         last_start=instance.get("lastStartTimestamp"), uptime_seconds=uptime, uptime=human_duration(uptime),
-        cost=cost, cost_error=cost_error, tunnel_command=tunnel, self_link=instance.get("selfLink"))
+        cost=cost, cost_error=cost_error, tunnel_command=tunnel, self_link=instance.get("selfLink"),
+        service_accounts=[sa.get("email") for sa in instance.get("serviceAccounts") or []])
 
 
 def money(value, digits):
@@ -241,6 +281,12 @@ def table(vms):
         lines.append("%s tunnel: %s" % (vm["name"], vm["tunnel_command"]))
         if vm["cost_error"]:
             lines.append("%s cost: %s" % (vm["name"], vm["cost_error"]))
+        if vm.get("stopped_for"):
+            lines.append("%s stopped for %s (since %s); its disks bill %s/month while it stays stopped"
+                         % (vm["name"], vm["stopped_for"], vm["last_stop"],
+                            money((vm["cost"] or {}).get("monthly_stopped"), 2)))
+        if vm.get("run_limit_text"):
+            lines.append("%s run-time cap: %s" % (vm["name"], vm["run_limit_text"]))
     dates = sorted(set((vm["cost"] or {}).get("price_date") for vm in vms if vm["cost"]))
     if dates:
         lines.append("Prices of %s (list prices, no discounts; a month is 730 h). A stopped VM bills its disks only."
