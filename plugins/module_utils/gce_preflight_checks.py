@@ -36,6 +36,8 @@ VARIABLES = {
     "allow_public_ingress": "gce_vm_allow_public_ingress",
     "provisioning_model": "gce_vm_provisioning_model",
     "termination_action": "gce_vm_instance_termination_action",
+    "max_run_hours": "gce_vm_max_run_hours",
+    "max_run_action": "gce_vm_max_run_action",
     "access": "gce_vm_access",
     "ssh_public_key": "gce_vm_ssh_public_key",
     "ssh_user": "gce_vm_ssh_user",
@@ -198,6 +200,7 @@ def local_refusals(p):
         _refuse(out, "termination_action", "termination_action",
                 "%r is not a termination action; use STOP (keeps the disk, the next run starts the VM "
                 "again) or DELETE." % (action,))
+    _run_limit_rules(p, out)
     budget = p.get("budget_monthly_usd")
     if budget is not None and budget != "":
         try:
@@ -209,6 +212,37 @@ def local_refusals(p):
                     "%r is not a positive amount of US dollars per month; set a number such as 300, "
                     "or leave it unset for no budget." % (budget,))
     return out
+
+
+# GCE's bounds for scheduling.maxRunDuration ("Limit the run time of a VM").
+MAX_RUN_MIN_SECONDS = 30
+MAX_RUN_MAX_SECONDS = 120 * 86400
+
+
+def max_run_seconds(hours):
+    """gce_vm_max_run_hours as whole seconds (0: no cap); None when it is not a number."""
+    try:
+        return int(round(float(hours or 0) * 3600))
+    except (TypeError, ValueError):
+        return None
+
+
+def _run_limit_rules(p, out):
+    seconds = max_run_seconds(p.get("max_run_hours"))
+    if seconds is None or seconds < 0 or (seconds and not MAX_RUN_MIN_SECONDS <= seconds <= MAX_RUN_MAX_SECONDS):
+        _refuse(out, "max_run_hours", "max_run_hours",
+                "%r is not a run-time cap GCE takes: set hours between 0.0084 (30 seconds) and 2880 (120 days), "
+                "or 0 for no cap." % (p.get("max_run_hours"),))
+        return
+    action = p.get("max_run_action") or "STOP"
+    if action not in ("STOP", "DELETE"):
+        _refuse(out, "max_run_action", "max_run_action",
+                "%r is not a termination action; use STOP (keeps the disk: the next run starts the VM again) or "
+                "DELETE (the VM and its boot disk are gone)." % (action,))
+    elif seconds and p.get("provisioning_model") == "SPOT" and action != (p.get("termination_action") or "STOP"):
+        _refuse(out, "max_run_action", "max_run_action",
+                "%s, but gce_vm_instance_termination_action is %s: a spot VM has one termination action for both "
+                "preemption and the run-time cap. Set both to the same value." % (action, p.get("termination_action")))
 
 
 def _gpu_rules(p, out):

@@ -77,6 +77,11 @@ options:
   ssh_user: {description: User of the ssh-keys metadata entry., type: str, default: jupyter}
   provisioning_model: {description: STANDARD or SPOT., type: str, default: STANDARD}
   termination_action: {description: STOP or DELETE (spot)., type: str, default: STOP}
+  max_run_hours:
+    description: Hard run-time cap in hours (0 - none); refused outside GCE's 30 s to 120 days.
+    type: raw
+    default: 0
+  max_run_action: {description: STOP or DELETE when the cap is reached., type: str, default: STOP}
   budget_monthly_usd: {description: Refuse when the monthly estimate exceeds this; unset for no budget., type: raw}
   external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: false}
   direct_without_external_ip:
@@ -176,12 +181,41 @@ def differences(p, summary):
                 summary["gpu_count"], summary["gpu_type"] or "none", p["gpu_count"], p["gpu_type"] or "none"))
     if summary["provisioning_model"] != p["provisioning_model"]:
         diff.append("provisioning model %s (wanted %s)" % (summary["provisioning_model"], p["provisioning_model"]))
+    cap = run_limit_difference(p, summary)
+    if cap:
+        diff.append(cap)
     disk = summary.get("boot_disk_gb")
     if disk and p["disk_size_gb"] and disk != int(p["disk_size_gb"]):
         shrink = "; a disk cannot shrink: set %s to %d" % (pc.var("disk_size_gb"), disk)
         diff.append("boot disk %d GB (wanted %d GB%s)" % (
             disk, int(p["disk_size_gb"]), "" if disk < int(p["disk_size_gb"]) else shrink))
     return diff
+
+
+def run_limit_difference(p, summary):
+    """The run-time cap the VM has against the declared one, with the command that applies it."""
+    wanted = pc.max_run_seconds(p.get("max_run_hours")) or 0
+    have = summary.get("max_run_seconds") or 0
+    action = p.get("max_run_action") or "STOP"
+    have_action = summary.get("instance_termination_action") or "STOP"
+    if wanted == have and (not wanted or action == have_action):
+        return None
+
+    def words(seconds, act):
+        return "%s after each start, then %s" % (hours_text(seconds), act) if seconds else "none"
+    where = "%s --zone %s" % (summary.get("name"), summary.get("zone"))
+    if wanted:
+        command = "gcloud compute instances set-scheduling %s --max-run-duration=%ds --instance-termination-action=%s" \
+            % (where, wanted, action)
+    else:
+        command = "gcloud compute instances set-scheduling %s --clear-max-run-duration" % where
+    return ("run-time cap %s (wanted %s; %s sets it on the stopped VM, or declare the VM's cap in %s)"
+            % (words(have, have_action), words(wanted, action), command, pc.var("max_run_hours")))
+
+
+def hours_text(seconds):
+    hours = seconds / 3600.0
+    return ("%g h" % round(hours, 2)) if seconds >= 360 else "%d s" % seconds
 
 
 def machine_from_table(machine_type):
@@ -421,6 +455,8 @@ def main():
         ssh_user=dict(type="str", default="jupyter"),
         provisioning_model=dict(type="str", default="STANDARD"),
         termination_action=dict(type="str", default="STOP"),
+        max_run_hours=dict(type="raw", default=0),
+        max_run_action=dict(type="str", default="STOP"),
         budget_monthly_usd=dict(type="raw"),
         external_ip=dict(type="bool", default=False),
         direct_without_external_ip=dict(type="bool", default=False),
