@@ -12,6 +12,7 @@ One module per resource, so a reader finds one resource in one file:
   instance_updates.py   instances: set* on an existing VM
   scheduling.py         run-time limits (maxRunDuration, terminationTime) and FLEX_START rules
   disks.py              persistent disks
+  snapshots.py          snapshots (disks.createSnapshot, snapshots.*), instances.setDiskAutoDelete
   firewalls.py          firewall rules
   routers.py            Cloud Routers and their Cloud NAT configs
   faults.py             faults injected through the admin endpoints
@@ -36,11 +37,12 @@ from .projects import ProjectsMixin
 from .quotas import QuotasMixin
 from .routers import RoutersMixin
 from .scheduling import SchedulingMixin
+from .snapshots import SnapshotsMixin
 
 __all__ = ["Compute", "Faults", "RetryAfter", "check_labels", "check_name", "now_rfc3339", "parse_ref",
            "public"]
 
 
-class Compute(InstancesMixin, InstanceUpdatesMixin, SchedulingMixin, DisksMixin, FirewallsMixin, NetworksMixin,
-              RoutersMixin, ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
+class Compute(InstancesMixin, InstanceUpdatesMixin, SchedulingMixin, DisksMixin, SnapshotsMixin, FirewallsMixin,
+              NetworksMixin, RoutersMixin, ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
     """The Compute API of one sandbox project: every resource's handlers over one state dict."""

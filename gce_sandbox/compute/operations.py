@@ -122,6 +122,10 @@ class OperationsMixin:
             self._delete_instance_now(action["zone"], action["name"])
         elif kind == "delete_disk":
             self.disks(action["zone"]).pop(action["name"], None)
+        elif kind == "snapshot_ready":
+            self._snapshot_ready(action["name"])
+        elif kind == "delete_snapshot":
+            self.snapshots().pop(action["name"], None)
         elif kind == "delete_firewall":
             self.firewalls().pop(action["name"], None)
 
