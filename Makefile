@@ -18,7 +18,7 @@ else
 INVENTORY ?= inventories/sandbox
 endif
 
-.PHONY: up deps test-deps sandbox-deps sandbox sandbox-stop down status stop start reconfigure test test-fast lint bench clean
+.PHONY: up deps test-deps sandbox-deps sandbox sandbox-stop down status stop start reconfigure sweep run test test-fast lint bench clean
 
 deps:
 	@scripts/bootstrap
@@ -45,11 +45,18 @@ up: sandbox
 endif
 	$(BIN)/ansible-playbook -i $(INVENTORY) site.yml $(PLAYBOOK_ARGS)
 
-status stop start reconfigure: deps
+status stop start reconfigure sweep: deps
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/$@.yml $(PLAYBOOK_ARGS)
 
 down: deps
 	$(BIN)/ansible-playbook -i $(INVENTORY) playbooks/destroy.yml $(PLAYBOOK_ARGS)
+
+# A script on every node of the cluster (gce_cluster_engines) at once, under torchrun, with each
+# node's output prefixed by its name: make run SCRIPT=train.py ARGS="--epochs 3" (RUN_ARGS=--no-torch
+# runs it plainly).
+run: deps
+	@[[ -n "$(SCRIPT)" ]] || { echo "make run SCRIPT=path/to/script.py [ARGS=...] [RUN_ARGS=--no-torch]"; exit 2; }
+	$(BIN)/python scripts/cluster-run $(RUN_ARGS) $(SCRIPT) $(ARGS)
 
 test: test-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
