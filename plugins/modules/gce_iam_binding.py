@@ -23,7 +23,7 @@ description:
     is retried until O(timeout).
   - The google.cloud collection (1.10) has no module for project or bucket IAM bindings.
   - Idempotent (no write when the member already holds exactly what is asked); supports check
-    mode and diff mode.
+    mode and diff mode. Revoking from a resource that no longer exists changes nothing.
 version_added: "1.0.0"
 options:
   resource_type:
@@ -190,7 +190,13 @@ def converge(store, member, roles, state, check_mode, attempts=5, timeout=120,
     delay = 1.0
     rounds = 0
     while True:
-        policy = store.read()
+        try:
+            policy = store.read()
+        except GceApiError as exc:
+            # Revoking from a bucket (or project) that is gone: nothing is left to revoke.
+            if exc.status == 404 and state == "absent":
+                return dict(added=[], removed=[], attempts=rounds, etag="", roles=[])
+            raise
         new, added, removed = plan(policy, member, roles, state)
         if new is None or check_mode:
             after = policy if new is None else new

@@ -133,6 +133,17 @@ def test_revoking_removes_only_this_member_from_these_roles():
     assert again["removed"] == [] and len(store.writes) == 1
 
 
+def test_revoking_from_a_bucket_that_is_gone_changes_nothing_but_granting_fails():
+    class Gone(Store):
+        def read(self):
+            raise GceApiError(404, "notFound", "The specified bucket does not exist.")
+
+    result, _ = run(Gone([]), state="absent")
+    assert (result["removed"], result["roles"]) == ([], [])
+    with pytest.raises(GceApiError, match="does not exist"):
+        run(Gone([]))
+
+
 def test_a_conditional_binding_is_not_what_present_means():
     store = Store([CONDITIONAL])
     result, _ = run(store, roles=["roles/logging.logWriter"])
