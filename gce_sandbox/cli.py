@@ -223,7 +223,7 @@ def cmd_log(args) -> int:
 def _fault_params(args) -> dict:
     params: dict = {}
     for key in ("zone", "region", "metric", "method", "path_regex", "count", "status", "seconds", "message", "code",
-                "when"):
+                "when", "outcome"):
         value = getattr(args, key, None)
         if value is not None:
             params[key] = value
@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     fsub = p.add_subparsers(dest="fault_cmd", required=True)
     fa = fsub.add_parser("add", help="add a fault")
     fa.add_argument("kind", choices=["zone_exhausted", "quota_exceeded", "http_error", "slow_operations",
-                                     "partial_insert", "disconnect"])
+                                     "partial_insert", "disconnect", "flex_start"])
     fa.add_argument("--zone")
     fa.add_argument("--with-details", action="store_true",
                     help="zone_exhausted: ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
@@ -389,7 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "ZONE_RESOURCE_POOL_EXHAUSTED); the VM and its disk stay behind, TERMINATED")
     fa.add_argument("--when", choices=["before", "after"],
                     help="disconnect: drop the connection before serving the request (default) or after")
-    fa.add_argument("--seconds", type=float, help="slow_operations: delay before operations are DONE")
+    fa.add_argument("--seconds", type=float, help="slow_operations: delay before operations are DONE; flex_start: "
+                                                  "how long a FLEX_START insert stays PENDING")
+    fa.add_argument("--outcome", choices=["capacity", "no_capacity"],
+                    help="flex_start: whether capacity comes at the end of the wait (default) or the insert fails")
     fa.add_argument("--count", type=int, help="how many times the fault fires (default: until cleared)")
     for name in ("clear", "list"):
         fsub.add_parser(name)

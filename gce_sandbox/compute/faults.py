@@ -19,7 +19,10 @@ class Faults:
     # client to clean up.
     # disconnect: the connection closes with no answer, before the request is served (`when:
     # before`, the default) or after it was (`when: after`: done, but the client never hears so).
-    KINDS = ("zone_exhausted", "quota_exceeded", "http_error", "slow_operations", "partial_insert", "disconnect")
+    # flex_start: a FLEX_START insert in `zone` stays PENDING for `seconds`, then gets its capacity
+    # (outcome "capacity", the default) or fails without it ("no_capacity").
+    KINDS = ("zone_exhausted", "quota_exceeded", "http_error", "slow_operations", "partial_insert", "disconnect",
+             "flex_start")
 
     def __init__(self, state: dict):
         self.state = state
@@ -31,11 +34,14 @@ class Faults:
         if kind not in self.KINDS:
             raise bad_request(f"Unknown fault kind '{kind}'; known: {', '.join(self.KINDS)}")
         required = {"zone_exhausted": ["zone"], "quota_exceeded": ["region"], "http_error": ["status"],
-                    "slow_operations": ["seconds"], "partial_insert": ["zone"], "disconnect": []}[kind]
+                    "slow_operations": ["seconds"], "partial_insert": ["zone"], "disconnect": [],
+                    "flex_start": ["zone", "seconds"]}[kind]
         for key in required:
             if params.get(key) in (None, ""):
                 raise bad_request(f"Fault '{kind}' needs '{key}'.")
-        if kind in ("zone_exhausted", "partial_insert") and params["zone"] not in catalog.ZONES:
+        if kind == "flex_start" and params.setdefault("outcome", "capacity") not in ("capacity", "no_capacity"):
+            raise bad_request("Fault 'flex_start' takes outcome: capacity or no_capacity.")
+        if kind in ("zone_exhausted", "partial_insert", "flex_start") and params["zone"] not in catalog.ZONES:
             raise bad_request(f"Unknown zone '{params['zone']}'.")
         if kind == "http_error":
             params["status"] = int(params["status"])

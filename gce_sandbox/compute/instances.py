@@ -148,6 +148,9 @@ class InstancesMixin:
         nics = self._insert_nics(body.get("networkInterfaces") or [], zone)
         inst = self._instance_record(body, zone, name, machine, accels, scheduling, nics, attached)
 
+        if scheduling["provisioningModel"] == "FLEX_START":
+            # Waits for capacity (PENDING) instead of failing on a stockout: compute/scheduling.py.
+            return self._insert_flex_start(zone, inst, new_disks)
         # Capacity and quota: refused as errors of the insert operation, like GCE.
         errors = self._insert_errors(zone, inst, new_disks)
         if errors:

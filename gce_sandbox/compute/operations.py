@@ -122,6 +122,10 @@ class OperationsMixin:
             self._delete_instance_now(action["zone"], action["name"])
         elif kind == "delete_disk":
             self.disks(action["zone"]).pop(action["name"], None)
+        elif kind == "flex_start_ready":
+            self._flex_start_ready(action["zone"], action["name"])
+        elif kind == "flex_start_failed":
+            self._flex_start_failed(action["zone"], action["name"])
         elif kind == "snapshot_ready":
             self._snapshot_ready(action["name"])
         elif kind == "delete_snapshot":

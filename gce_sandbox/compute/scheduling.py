@@ -149,3 +149,63 @@ class SchedulingMixin:
         self.expire_run_limits()
         table = self.instances(zone)
         return public(table[name]) if name in table else {"name": name, "deleted": True}
+
+    # ---- FLEX_START: wait for capacity instead of failing on a stockout ----------------------------
+    def _insert_flex_start(self, zone: str, inst: dict, new_disks: list[dict]) -> tuple[int, dict]:
+        """The instance exists at once, PENDING, while its insert operation waits for capacity (the
+        `flex_start` fault sets how long and whether it comes; none: at once). A zone_exhausted
+        fault does not apply: flex-start draws on the Dynamic Workload Scheduler's pool. Quota does:
+        the preemptible metrics."""
+        need = self.instance_needs(inst, include_static=True)
+        for disk in new_disks:
+            metric = "SSD_TOTAL_GB" if catalog.DISK_TYPES[disk["type"].rsplit("/", 1)[-1]]["ssd"] else "DISKS_TOTAL_GB"
+            need[metric] = need.get(metric, 0) + int(disk["sizeGb"])
+        errors = self.quota_errors(catalog.region_of(zone), need)
+        if errors:
+            op = self.new_operation("insert", inst["selfLink"], inst["id"], zone=zone, error=errors,
+                                    http_error=(403, "FORBIDDEN"))
+            return self.op_response(op)
+        fault = self.faults.take("flex_start", zone=zone) or {}
+        for disk in new_disks:
+            disk["users"] = [inst["selfLink"]]
+            self.disks(zone)[disk["name"]] = disk
+        inst["status"] = "PENDING"
+        inst.pop("lastStartTimestamp", None)
+        self.instances(zone)[inst["name"]] = inst
+        target = {"zone": zone, "name": inst["name"]}
+        if fault.get("outcome") == "no_capacity":
+            # The wording of GCE's error for a flex-start request that found no capacity in time is
+            # not public; this is the sandbox's own, under the stockout code clients already know.
+            op = self.new_operation("insert", inst["selfLink"], inst["id"], zone=zone, http_error=(503, "SERVICE "
+                                    "UNAVAILABLE"), error=[{"code": "ZONE_RESOURCE_POOL_EXHAUSTED", "message": (
+                                        f"The flex-start request for '{inst['name']}' in zone '{zone}' could not be "
+                                        "fulfilled: no capacity became available in time.")}],
+                                    on_error=dict(target, action="flex_start_failed"))
+        else:
+            op = self.new_operation("insert", inst["selfLink"], inst["id"], zone=zone,
+                                    on_done=dict(target, action="flex_start_ready"))
+        op["_ready_at"] = max(op["_ready_at"], op["_started_at"] + float(fault.get("seconds") or 0))
+        return self.op_response(op)
+
+    def _flex_start_ready(self, zone: str, name: str) -> None:
+        inst = self.instances(zone).get(name)
+        if inst is None or inst.get("status") != "PENDING":
+            return   # cancelled (deleted) while it waited
+        external = any(nic.get("accessConfigs") for nic in inst["networkInterfaces"])
+        addrs = self.backend.on_create(public(inst), external=external)
+        nic0 = inst["networkInterfaces"][0]
+        nic0["networkIP"] = nic0.pop("_networkIP", None) or addrs.internal_ip
+        for ac in nic0.get("accessConfigs", []):
+            if not ac.get("natIP") and addrs.external_ip:
+                ac["natIP"] = addrs.external_ip
+        for nic in inst["networkInterfaces"][1:]:
+            nic["networkIP"] = nic.pop("_networkIP", None) or addrs.internal_ip
+        inst["status"] = "RUNNING"
+        # The run duration counts from here.
+        inst["lastStartTimestamp"] = now_rfc3339()
+
+    def _flex_start_failed(self, zone: str, name: str) -> None:
+        inst = self.instances(zone).pop(name, None)
+        for attached in (inst or {}).get("disks", []):
+            if attached.get("autoDelete"):
+                self.disks(zone).pop(attached["source"].rsplit("/", 1)[-1], None)

@@ -91,3 +91,28 @@ def test_flex_start_rules(sb):
     usage = {q["metric"]: q["usage"] for q in sb.api("GET", f"/compute/v1/projects/{sb.project}/regions/us-central1")
              ["quotas"]}
     assert usage["PREEMPTIBLE_NVIDIA_L4_GPUS"] == 1 and usage["NVIDIA_L4_GPUS"] == 0
+
+
+def test_flex_start_waits_pending_then_runs_or_fails_without_capacity(sb):
+    g2 = dict(machine="g2-standard-8", gpus=0, reservationAffinity=NO_RES)
+    sb.add_fault("zone_exhausted", zone=ZONE)          # a stockout for STANDARD VMs: not for flex-start
+    sb.add_fault("flex_start", zone=ZONE, seconds=1.5, count=1)
+    op = sb.api("POST", zpath("instances"), vm_body(scheduling=FLEX, **g2))
+    pending = sb.api("GET", zpath("instances/vm1"))
+    assert pending["status"] == "PENDING" and "lastStartTimestamp" not in pending
+    assert "error" not in wait_op(sb, op)
+    running = sb.api("GET", zpath("instances/vm1"))
+    assert running["status"] == "RUNNING" and running["lastStartTimestamp"]
+    assert running["networkInterfaces"][0]["networkIP"]
+    # Flex-start draws preemptible quota: a second L4 does not fit a fresh project's.
+    quota = wait_op(sb, sb.api("POST", zpath("instances"), vm_body(name="vm2", scheduling=FLEX, **g2)))
+    assert quota["error"]["errors"][0]["code"] == "QUOTA_EXCEEDED"
+    assert "PREEMPTIBLE_NVIDIA_L4_GPUS" in quota["error"]["errors"][0]["message"]
+    sb.set_quota("PREEMPTIBLE_NVIDIA_L4_GPUS", 4, "us-central1")
+    # No capacity in time: the insert fails and nothing stays behind.
+    sb.add_fault("flex_start", zone=ZONE, seconds=0.5, outcome="no_capacity", count=1)
+    done = wait_op(sb, sb.api("POST", zpath("instances"), vm_body(name="vm2", scheduling=FLEX, **g2)))
+    assert done["error"]["errors"][0]["code"] == "ZONE_RESOURCE_POOL_EXHAUSTED"
+    for path in ("instances/vm2", "disks/vm2"):
+        with pytest.raises(SandboxError):
+            sb.api("GET", zpath(path))
