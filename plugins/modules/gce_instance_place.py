@@ -106,52 +106,17 @@ api_calls: {description: Compute API requests made., type: int, returned: always
 """
 
 import json  # noqa: E402
-import re  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.gce_client import (  # noqa: E402
     GceClient, GceApiError, GceConnectionError, GceError, GceOperationError, GceTimeoutError, auth_argument_spec,
     instance_summary, label_filter)
+from ansible.module_utils.gce_failover import (  # noqa: E402
+    EXHAUSTED, attempt_line, global_quota_message, no_zone_message, quota_metric, zones_available_hint)
 from ansible.module_utils.gce_preflight_checks import has_builtin_gpus  # noqa: E402
 from ansible.module_utils.gce_pricing import region_of  # noqa: E402
 
-EXHAUSTED = ("ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS")
-GLOBAL_QUOTAS = ("GPUS_ALL_REGIONS", "CPUS_ALL_REGIONS")
 API = "https://www.googleapis.com/compute/v1"
-
-
-def zones_available_hint(errors):
-    """Zones GCE says have capacity, from ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS errorDetails."""
-    zones = []
-    for err in errors:
-        for detail in err.get("errorDetails") or []:
-            meta = ((detail.get("errorInfo") or {}).get("metadatas")) or {}
-            for zone in (meta.get("zonesAvailable") or "").split(","):
-                zone = zone.strip()
-                if zone and zone not in zones:
-                    zones.append(zone)
-            text = ((detail.get("localizedMessage") or {}).get("message")) or ""
-            match = re.search(r"trying your request in the ([a-z0-9,\- ]+?) zone\(s\)", text)
-            if match:
-                for zone in match.group(1).split(","):
-                    zone = zone.strip()
-                    if zone and zone not in zones:
-                        zones.append(zone)
-    return zones
-
-
-def quota_metric(err):
-    """The metric a QUOTA_EXCEEDED error names, and whether it is project-wide."""
-    for detail in err.get("errorDetails") or []:
-        info = detail.get("quotaInfo") or {}
-        if info.get("metricName"):
-            metric = info["metricName"].rsplit("/", 1)[-1].upper()
-            return metric, "global" in (info.get("dimensions") or {}) or metric in GLOBAL_QUOTAS, info.get("limit")
-    match = re.search(r"Quota '([A-Z0-9_]+)' exceeded\.\s+Limit: ([0-9.]+) (globally|in region)",
-                      err.get("message") or "")
-    if match:
-        return match.group(1), match.group(3) == "globally" or match.group(1) in GLOBAL_QUOTAS, float(match.group(2))
-    return None, False, None
 
 
 def instance_body(p, client, zone):
@@ -305,12 +270,7 @@ def failed_zone(module, client, p, zone, exc, result, queue, blocked_regions):
         entry["metric"] = metric
         if is_global:
             result["api_calls"] = client.request_count
-            module.fail_json(msg=(
-                "Project-wide quota %s (limit %s) is used up: no zone or region can take the VM, so "
-                "nothing more was tried. Raise it: https://console.cloud.google.com/iam-admin/quotas"
-                "?project=%s&metric=%s or `ansible-playbook playbooks/quota_request.yml "
-                "-e gce_quota_request_metric=%s -e gce_quota_request_value=N`. GCE said: %s"
-                % (metric, limit, client.project, metric, metric, message)), **result)
+            module.fail_json(msg=global_quota_message(metric, limit, client.project, message), **result)
         blocked_regions[region_of(zone)] = "%s limit %s" % (metric, limit)
         return queue
     result["api_calls"] = client.request_count
@@ -372,12 +332,8 @@ def place(module, client, p, result):
                 cleanup_exc.zone, cleanup_exc.doing = zone, "cleaning up after a failed insert of"
                 raise
     result["api_calls"] = client.request_count
-    lines = ["No candidate zone could take %s; nothing was left behind. Tried:" % p["name"]]
     result["attempt_lines"] = [attempt_line(a) for a in attempts]
-    lines.extend("- " + line for line in result["attempt_lines"])
-    lines.append("Add zones to gce_vm_candidate_zones (or regions to gce_vm_candidate_regions), try spot "
-                 "(gce_vm_provisioning_model: SPOT), or retry later.")
-    module.fail_json(msg="\n".join(lines), **result)
+    module.fail_json(msg=no_zone_message(p["name"], attempts), **result)
 
 
 def now_in_zone(client, p, zone):
@@ -426,23 +382,6 @@ def unfinished_message(client, p, exc):
     elif state == "unknown":
         lines.append("Check the network path to the Compute API (a proxy, VPN or HTTPS_PROXY) before running again.")
     return " ".join(lines)
-
-
-def attempt_line(a):
-    """One line a person reads: where, what happened, why."""
-    words = {"created": "created", "would create": "would be created (check mode)", "exists": "already there",
-             "exhausted": "out of capacity", "quota": "out of quota", "skipped": "skipped", "failed": "failed"}
-    line = "%s: %s" % (a["zone"], words.get(a["result"], a["result"]))
-    why = []
-    if a.get("code"):
-        why.append(a["code"] + ((" " + a["metric"]) if a.get("metric") else ""))
-    if a["result"] == "skipped" and a.get("reason"):
-        why.append(a["reason"])
-    if a.get("zones_available"):
-        why.append("GCE suggested " + ", ".join(a["zones_available"]))
-    if a.get("cleaned_up"):
-        why.append("removed " + ", ".join(a["cleaned_up"]))
-    return line + (" (%s)" % "; ".join(why) if why else "")
 
 
 def main():
