@@ -62,6 +62,16 @@ options:
     type: str
     default: STOP
     choices: [STOP, DELETE]
+  flex_start:
+    description: >-
+      When every candidate zone is out of capacity, request a flex-start VM (C(provisioningModel=FLEX_START),
+      Dynamic Workload Scheduler) in those zones, in order, with run duration C(flex_start_seconds) and
+      termination action C(max_run_action), waiting at most C(flex_start_wait) seconds in all; a request still
+      pending then is cancelled (the pending VM deleted). Accelerator-optimized machine types only (A2, A3, G2).
+    type: bool
+    default: false
+  flex_start_seconds: {description: Its run duration (maxRunDuration) in seconds; up to 7 days., type: int, default: 0}
+  flex_start_wait: {description: Seconds to wait for flex-start capacity in all., type: int, default: 1800}
   status:
     description: RUNNING starts a stopped VM; PRESENT leaves its power state alone.
     type: str
@@ -122,14 +132,19 @@ API = "https://www.googleapis.com/compute/v1"
 def instance_body(p, client, zone):
     zone_url = "%s/%s" % (API, client.zone_path(zone))
     has_gpu = bool(p["gpu_count"]) or has_builtin_gpus(p["machine_type"])
-    if p["provisioning_model"] == "SPOT":
+    if p.get("_flex"):
+        # GCE's flex-start rules: a run duration, no automatic restart, no live migration, no reservation.
+        scheduling = {"provisioningModel": "FLEX_START", "onHostMaintenance": "TERMINATE", "automaticRestart": False,
+                      "maxRunDuration": {"seconds": str(p["flex_start_seconds"])},
+                      "instanceTerminationAction": p.get("max_run_action") or "STOP"}
+    elif p["provisioning_model"] == "SPOT":
         scheduling = {"provisioningModel": "SPOT", "instanceTerminationAction": p["termination_action"],
                       "automaticRestart": False, "onHostMaintenance": "TERMINATE"}
     else:
         # GPUs cannot live-migrate: GCE refuses a GPU VM unless host maintenance terminates it.
         scheduling = {"provisioningModel": "STANDARD", "automaticRestart": True,
                       "onHostMaintenance": "TERMINATE" if has_gpu else "MIGRATE"}
-    if p.get("max_run_seconds"):
+    if p.get("max_run_seconds") and not p.get("_flex"):
         scheduling["maxRunDuration"] = {"seconds": str(p["max_run_seconds"])}
         scheduling["instanceTerminationAction"] = p.get("max_run_action") or "STOP"
     source_image = p["source_image"]
@@ -159,6 +174,8 @@ def instance_body(p, client, zone):
     }
     if p["tags"]:
         body["tags"] = {"items": p["tags"]}
+    if p.get("_flex"):
+        body["reservationAffinity"] = {"consumeReservationType": "NO_RESERVATION"}
     if p["gpu_type"] and p["gpu_count"]:
         body["guestAccelerators"] = [{
             "acceleratorType": "%s/acceleratorTypes/%s" % (zone_url, p["gpu_type"]),
@@ -331,9 +348,59 @@ def place(module, client, p, result):
             except (GceConnectionError, GceTimeoutError) as cleanup_exc:
                 cleanup_exc.zone, cleanup_exc.doing = zone, "cleaning up after a failed insert of"
                 raise
+    exhausted = [a["zone"] for a in attempts if a["result"] == "exhausted"]
+    if p["flex_start"] and exhausted:
+        instance = flex_place(module, client, p, result, exhausted)
+        if instance is not None:
+            return instance
     result["api_calls"] = client.request_count
     result["attempt_lines"] = [attempt_line(a) for a in attempts]
-    module.fail_json(msg=no_zone_message(p["name"], attempts), **result)
+    msg = no_zone_message(p["name"], attempts)
+    if p["flex_start"] and exhausted:
+        msg += ("\nFlex-start (gce_vm_flex_start) found no capacity in %s within gce_vm_flex_start_wait_minutes "
+                "(%g min)." % (", ".join(exhausted), p["flex_start_wait"] / 60.0))
+    elif exhausted:
+        msg += ("\nOr let GCE's flex-start wait for capacity: gce_vm_flex_start: true (accelerator-optimized "
+                "machine types only; gce_vm_flex_start_hours sets its run duration).")
+    module.fail_json(msg=msg, **result)
+
+
+def flex_place(module, client, p, result, zones):
+    """Every candidate zone was out of capacity: ask for a flex-start VM in those zones, in order,
+    within one bounded wait. Returns the VM's summary, or None when no zone gave capacity in time
+    (nothing is left behind: a request still pending at the bound is cancelled)."""
+    deadline = client._clock() + p["flex_start_wait"]
+    for zone in zones:
+        remaining = int(deadline - client._clock())
+        entry = {"zone": zone, "flex_start": True}
+        result["attempts"].append(entry)
+        if remaining <= 0:
+            entry.update(result="skipped", reason="flex-start: its wait (gce_vm_flex_start_wait_minutes) is used up")
+            continue
+        try:
+            instance = insert_and_wait(client, dict(p, _flex=True, timeout=remaining), zone)
+        except GceOperationError as exc:
+            entry.update(result="exhausted", code="flex-start " + ",".join(exc.codes),
+                         reason="; ".join(e.get("message", "") for e in exc.errors))
+            entry["cleaned_up"] = cleanup_zone(client, p, zone, p["timeout"])
+            continue
+        except GceTimeoutError:
+            # Still PENDING at the bound: cancelling the request is deleting the pending VM.
+            entry.update(result="skipped", reason="flex-start: no capacity within %g min, request cancelled"
+                         % (p["flex_start_wait"] / 60.0))
+            entry["cleaned_up"] = cleanup_zone(client, p, zone, p["timeout"])
+            continue
+        except GceApiError as exc:
+            result["api_calls"] = client.request_count
+            module.fail_json(msg="GCE refused the flex-start request for %s in %s: %s" % (p["name"], zone, exc.message),
+                             error=exc.to_dict(), **result)
+        entry.update(result="created", code="flex-start")
+        result["changed"] = True
+        result["action"] = "created"
+        result["flex_start"] = {"zone": zone, "run_seconds": p["flex_start_seconds"],
+                                "termination_action": p.get("max_run_action") or "STOP"}
+        return instance_summary(instance)
+    return None
 
 
 def now_in_zone(client, p, zone):
@@ -407,6 +474,9 @@ def main():
         termination_action=dict(type="str", default="STOP", choices=["STOP", "DELETE"]),
         max_run_seconds=dict(type="int", default=0),
         max_run_action=dict(type="str", default="STOP", choices=["STOP", "DELETE"]),
+        flex_start=dict(type="bool", default=False),
+        flex_start_seconds=dict(type="int", default=0),
+        flex_start_wait=dict(type="int", default=1800),
         status=dict(type="str", default="RUNNING", choices=["RUNNING", "PRESENT"]),
         timeout=dict(type="int", default=600),
     )
@@ -418,6 +488,10 @@ def main():
     if p["max_run_seconds"] and not 30 <= p["max_run_seconds"] <= 120 * 86400:
         module.fail_json(msg="gce_vm_max_run_hours: GCE takes a run-time cap of 30 seconds to 120 days (got %d s); "
                              "set 0 for none." % p["max_run_seconds"])
+    if p["flex_start"] and not (30 <= p["flex_start_seconds"] <= 7 * 86400 and p["flex_start_wait"] > 0):
+        module.fail_json(msg="gce_vm_flex_start_hours: a flex-start VM runs 30 seconds to 7 days (got %d s), and "
+                             "gce_vm_flex_start_wait_minutes must be above 0 (got %d s)."
+                         % (p["flex_start_seconds"], p["flex_start_wait"]))
     if p["max_run_seconds"] and p["provisioning_model"] == "SPOT" and p["max_run_action"] != p["termination_action"]:
         module.fail_json(msg="gce_vm_max_run_action (%s) must equal gce_vm_instance_termination_action (%s) on a spot "
                              "VM: GCE has one termination action for both preemption and the run-time cap."

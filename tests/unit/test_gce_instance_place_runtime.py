@@ -62,3 +62,46 @@ def test_body_carries_the_cap_only_when_set():
     capped = place.instance_body(dict(base, max_run_seconds=90, max_run_action="DELETE"), Client(), ZONE)
     assert capped["scheduling"]["maxRunDuration"] == {"seconds": "90"}
     assert capped["scheduling"]["instanceTerminationAction"] == "DELETE"
+
+
+G2 = {"machine_type": "g2-standard-8", "gpu_type": "", "gpu_count": 0, "zones": ["us-central1-a", "us-central1-b"],
+      "flex_start": True, "flex_start_seconds": 4 * 3600, "flex_start_wait": 60, "max_run_action": "DELETE"}
+
+
+def test_flex_start_when_every_zone_is_out(sandbox, run):  # noqa: F811
+    sandbox.set_quota("PREEMPTIBLE_NVIDIA_L4_GPUS", 2, "us-central1")
+    for zone in G2["zones"]:
+        sandbox.add_fault("zone_exhausted", zone=zone, count=1)
+    sandbox.add_fault("flex_start", zone="us-central1-a", seconds=1, count=1)
+    out = run(**G2)
+    assert isinstance(out, ExitedError), out.result
+    sched = vm(sandbox, "us-central1-a")["scheduling"]
+    assert sched["provisioningModel"] == "FLEX_START"
+    assert sched["maxRunDuration"] == {"seconds": "14400"} and sched["instanceTerminationAction"] == "DELETE"
+    assert vm(sandbox, "us-central1-a")["status"] == "RUNNING"
+    assert out.result["flex_start"] == {"zone": "us-central1-a", "run_seconds": 14400, "termination_action": "DELETE"}
+    assert out.result["attempt_lines"][-1] == "us-central1-a: created (flex-start)"
+    assert out.result["instance"]["max_run_seconds"] == 14400
+
+
+def test_flex_start_that_stays_pending_is_cancelled_and_opt_out_fails_with_zones(sandbox, run):  # noqa: F811
+    sandbox.set_quota("PREEMPTIBLE_NVIDIA_L4_GPUS", 2, "us-central1")
+    for zone in G2["zones"]:
+        sandbox.add_fault("zone_exhausted", zone=zone, count=2)
+    sandbox.add_fault("flex_start", zone="us-central1-a", seconds=600, count=1)
+    out = run(**dict(G2, flex_start_wait=2))
+    assert isinstance(out, FailedError), out.result
+    msg = out.result["msg"]
+    assert "us-central1-a: out of capacity (ZONE_RESOURCE_POOL_EXHAUSTED)" in msg
+    assert "us-central1-a: skipped (flex-start: no capacity within 0.0333333 min, request cancelled" in msg
+    assert "us-central1-b: skipped (flex-start: its wait (gce_vm_flex_start_wait_minutes) is used up)" in msg
+    assert "Flex-start (gce_vm_flex_start) found no capacity in us-central1-a, us-central1-b" in msg
+    assert vm(sandbox, "us-central1-a") is None and vm(sandbox, "us-central1-b") is None
+    # Opt-out (the default): the zones and reasons, and the hint; no flex-start request at all.
+    sandbox.clear_requests()
+    out = run(**dict(G2, flex_start=False))
+    assert isinstance(out, FailedError)
+    assert "us-central1-b: out of capacity (ZONE_RESOURCE_POOL_EXHAUSTED)" in out.result["msg"]
+    assert "Or let GCE's flex-start wait for capacity: gce_vm_flex_start: true" in out.result["msg"]
+    inserts = [r for r in sandbox.requests(mutating=True) if r["method_id"] == "compute.instances.insert"]
+    assert len(inserts) == 2 and all("FLEX_START" not in str(r.get("body")) for r in inserts)
