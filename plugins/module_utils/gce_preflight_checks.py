@@ -38,6 +38,9 @@ VARIABLES = {
     "termination_action": "gce_vm_instance_termination_action",
     "max_run_hours": "gce_vm_max_run_hours",
     "max_run_action": "gce_vm_max_run_action",
+    "flex_start": "gce_vm_flex_start",
+    "flex_start_hours": "gce_vm_flex_start_hours",
+    "flex_start_wait_minutes": "gce_vm_flex_start_wait_minutes",
     "access": "gce_vm_access",
     "ssh_public_key": "gce_vm_ssh_public_key",
     "ssh_user": "gce_vm_ssh_user",
@@ -201,6 +204,7 @@ def local_refusals(p):
                 "%r is not a termination action; use STOP (keeps the disk, the next run starts the VM "
                 "again) or DELETE." % (action,))
     _run_limit_rules(p, out)
+    _flex_start_rules(p, out)
     budget = p.get("budget_monthly_usd")
     if budget is not None and budget != "":
         try:
@@ -243,6 +247,37 @@ def _run_limit_rules(p, out):
         _refuse(out, "max_run_action", "max_run_action",
                 "%s, but gce_vm_instance_termination_action is %s: a spot VM has one termination action for both "
                 "preemption and the run-time cap. Set both to the same value." % (action, p.get("termination_action")))
+
+
+# Flex-start ("About Flex-start VMs"): accelerator-optimized machine types only, a run of at most
+# seven days, a request that waits for capacity up to two hours.
+FLEX_START_FAMILIES = ("a2", "a3", "a4", "g2")
+FLEX_START_MAX_HOURS = 168
+FLEX_START_MAX_WAIT_MINUTES = 120
+
+
+def _flex_start_rules(p, out):
+    if not p.get("flex_start"):
+        return
+    machine_type = p.get("machine_type") or ""
+    if family_of(machine_type) not in FLEX_START_FAMILIES:
+        _refuse(out, "flex_start", "flex_start",
+                "flex-start serves accelerator-optimized machine types only (A2, A3, A4, G2), not %s: set "
+                "gce_vm_machine_type to one (g2-standard-8: one L4, with gce_vm_gpu_count 0), or set "
+                "gce_vm_flex_start: false." % machine_type)
+    seconds = max_run_seconds(p.get("flex_start_hours"))
+    if seconds is None or not MAX_RUN_MIN_SECONDS <= seconds <= FLEX_START_MAX_HOURS * 3600:
+        _refuse(out, "flex_start_hours", "flex_start_hours",
+                "%r is not a flex-start run GCE takes: hours between 0.0084 (30 seconds) and %d (7 days)."
+                % (p.get("flex_start_hours"), FLEX_START_MAX_HOURS))
+    try:
+        wait = int(p.get("flex_start_wait_minutes"))
+    except (TypeError, ValueError):
+        wait = None
+    if wait is None or not 1 <= wait <= FLEX_START_MAX_WAIT_MINUTES:
+        _refuse(out, "flex_start_wait_minutes", "flex_start_wait_minutes",
+                "%r: wait 1 to %d minutes for flex-start capacity (GCE keeps a request queued up to two hours)."
+                % (p.get("flex_start_wait_minutes"), FLEX_START_MAX_WAIT_MINUTES))
 
 
 def _gpu_rules(p, out):
@@ -436,6 +471,9 @@ def quota_metrics(p, vcpus, gpu_type, gpu_count):
         metric = GPU_QUOTA_METRICS.get(
             gpu_type, gpu_type.upper().replace("-", "_").replace("NVIDIA_TESLA_", "NVIDIA_") + "_GPUS")
         wanted.append((("PREEMPTIBLE_" if spot else "") + metric, gpu_count, "region"))
+        if p.get("flex_start") and not spot:
+            # The flex-start fallback draws preemptible quota.
+            wanted.append(("PREEMPTIBLE_" + metric, gpu_count, "region"))
         wanted.append(("GPUS_ALL_REGIONS", gpu_count, "project"))
     wanted.append(("PREEMPTIBLE_CPUS" if spot else "CPUS", vcpus, "region"))
     wanted.append(("CPUS_ALL_REGIONS", vcpus, "project"))
@@ -483,7 +521,10 @@ def quota_shortfalls(p, quotas_by_scope, wanted):
         )
         variable = var("gpu_count") if "GPU" in name else (var("disk_size_gb") if "GB" in name else var("machine_type"))
         standard = _standard_quota_free(quotas, name, amount)
-        if standard is not None:
+        if metric.startswith("PREEMPTIBLE_") and p.get("flex_start") and p.get("provisioning_model") != "SPOT":
+            variable = var("flex_start")
+            message += " Flex-start VMs draw this preemptible quota: raise it, or set %s: false." % variable
+        elif standard is not None:
             # Spot has its own (often zero) quota; the on-demand one may have room.
             variable = var("provisioning_model")
             message += (" The on-demand quota %s has %g free: %s: STANDARD fits now (at the on-demand price)."

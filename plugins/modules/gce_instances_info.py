@@ -254,7 +254,7 @@ def describe(instance, disks_by_link, project, shape, prices, now, tunnel_port, 
         vcpus=shape[0] if shape else None, memory_gib=shape[1] if shape else None,
         gpus=all_gpus, gpu_text=", ".join("%d x %s" % (c, t) for t, c in sorted(all_gpus.items())) or "none",
         disks=disks, labels=instance.get("labels") or {}, network_interfaces=interfaces,
-        provisioning_model="SPOT" if spot else "STANDARD",
+        provisioning_model="SPOT" if spot else (scheduling.get("provisioningModel") or "STANDARD"),
         last_start=instance.get("lastStartTimestamp"), uptime_seconds=uptime, uptime=human_duration(uptime),
         cost=cost, cost_error=cost_error, tunnel_command=tunnel, self_link=instance.get("selfLink"),
         service_accounts=[sa.get("email") for sa in instance.get("serviceAccounts") or []])

@@ -82,6 +82,9 @@ options:
     type: raw
     default: 0
   max_run_action: {description: STOP or DELETE when the cap is reached., type: str, default: STOP}
+  flex_start: {description: The flex-start fallback is on (its quota and run are checked)., type: bool, default: false}
+  flex_start_hours: {description: The flex-start VM's run in hours (up to 168)., type: raw, default: 8}
+  flex_start_wait_minutes: {description: Minutes to wait for flex-start capacity (1-120)., type: raw, default: 30}
   budget_monthly_usd: {description: Refuse when the monthly estimate exceeds this; unset for no budget., type: raw}
   external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: false}
   direct_without_external_ip:
@@ -457,6 +460,9 @@ def main():
         termination_action=dict(type="str", default="STOP"),
         max_run_hours=dict(type="raw", default=0),
         max_run_action=dict(type="str", default="STOP"),
+        flex_start=dict(type="bool", default=False),
+        flex_start_hours=dict(type="raw", default=8),
+        flex_start_wait_minutes=dict(type="raw", default=30),
         budget_monthly_usd=dict(type="raw"),
         external_ip=dict(type="bool", default=False),
         direct_without_external_ip=dict(type="bool", default=False),
@@ -540,6 +546,8 @@ def main():
         module.fail_json(msg="No cost estimate: %s" % exc, **result)
     result["cost"] = cost
     refusal = gce_pricing.budget_refusal(fleet_cost(cost, p["fleet_size"]), p["budget_monthly_usd"])
+    if p["flex_start"] and not refusal:
+        refusal = flex_start_cost(result, cost, p)
     if refusal and p["fleet_size"] > 1:
         refusal = "For the fleet of %d VMs (gce_vm_count): %s" % (p["fleet_size"], refusal)
     if refusal and not result["fast_path"]:
@@ -548,6 +556,22 @@ def main():
         module.warn("The existing VM's estimate is over budget: " + refusal)
     result["checks"].append("budget")
     module.exit_json(**result)
+
+
+def flex_start_cost(result, cost, p):
+    """The flex-start fallback's run: on-demand list price x its hours (flex-start's own prices are
+    lower, and the table has none: this is the most it costs). A refusal when it exceeds the budget."""
+    hours = (pc.max_run_seconds(p["flex_start_hours"]) or 0) / 3600.0
+    run_usd = round(cost["hourly"] * hours * p["fleet_size"], 2)
+    result["cost"]["flex_start"] = {
+        "hours": hours, "run_usd": run_usd,
+        "text": "flex-start fallback: at most $%.2f for its %g h run (on-demand list price; flex-start's is lower), "
+                "then GCE %s it" % (run_usd, hours, "deletes" if p["max_run_action"] == "DELETE" else "stops")}
+    budget = p["budget_monthly_usd"]
+    if budget not in (None, "") and run_usd > float(budget):
+        return ("the flex-start fallback's %g h run costs up to $%.2f, over gce_budget_monthly_usd ($%s): lower %s "
+                "or raise the budget." % (hours, run_usd, budget, pc.var("flex_start_hours")))
+    return None
 
 
 def fleet_cost(cost, size):

@@ -28,7 +28,7 @@ def test_the_summary_has_every_field_preflight_and_placement_read():
     assert instance_summary(vm()) == {
         "name": "jupyter-gpu", "zone": "us-central1-a", "status": "RUNNING", "machine_type": "n1-standard-8",
         "gpu_type": "nvidia-tesla-t4", "gpu_count": 2, "provisioning_model": "SPOT",
-        "instance_termination_action": "STOP", "labels": {"managed-by": "gpu-jupyter"},
+        "instance_termination_action": "STOP", "max_run_seconds": 0, "labels": {"managed-by": "gpu-jupyter"},
         "external_ip": "34.1.2.3", "internal_ip": "10.128.0.2", "self_link": BASE + "/instances/jupyter-gpu",
         "service_accounts": [{"email": "sa@p.iam.gserviceaccount.com", "scopes": []}], "boot_disk_gb": 100,
     }
@@ -50,3 +50,10 @@ def test_the_label_filter_names_the_vm_first_then_every_label():
     assert label_filter({"a": "1"}, "vm") == 'name = "vm" AND labels.a = "1"'
     assert label_filter({}, "vm") == 'name = "vm"'
     assert label_filter({}) is None and label_filter(None) is None
+
+
+def test_the_summary_carries_the_run_time_cap():
+    capped = vm(scheduling={"provisioningModel": "STANDARD", "maxRunDuration": {"seconds": "28800"},
+                            "instanceTerminationAction": "STOP"})
+    assert instance_summary(capped)["max_run_seconds"] == 28800
+    assert instance_summary(vm(scheduling={"maxRunDuration": {"seconds": "x"}}))["max_run_seconds"] == 0
