@@ -19,10 +19,15 @@ def test_site_creates_the_gpu_vm_and_a_rerun_changes_nothing(sandbox):
     sandbox.clear_requests()
     first = run_playbook("site.yml", sandbox)
     assert first.rc == 0, first
-    # The three changes a fresh project needs, each made once: the API enabled, the firewall rule, the VM.
+    # The changes a fresh project needs, each made once: the APIs enabled (Compute, IAM and Resource
+    # Manager for the VM's own service account), the firewall rule, the VM.
     writes = [r["method_id"] for r in sandbox.requests(mutating=True)]
-    for method in ("serviceusage.services.enable", "compute.firewalls.insert", "compute.instances.insert"):
+    for method in ("compute.firewalls.insert", "compute.instances.insert"):
         assert writes.count(method) == 1, (method, writes)
+    enabled = [r["path"].rsplit("/", 1)[-1] for r in sandbox.requests(mutating=True)
+               if r["method_id"] == "serviceusage.services.enable"]
+    assert sorted(enabled) == ["cloudresourcemanager.googleapis.com:enable", "compute.googleapis.com:enable",
+                               "iam.googleapis.com:enable"], enabled
     assert first.changed >= 3, first
 
     vm = instance(sandbox)
