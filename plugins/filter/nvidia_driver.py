@@ -7,7 +7,18 @@ so the role's tasks stay declarative and the parsing is unit-tested on its own
 
 from __future__ import annotations
 
+import os
 import re
+
+import ansible.module_utils
+
+# Controller-side plugins do not see the project's module_utils (only modules get them, packed
+# in by Ansible): put that folder on ansible.module_utils' path, as the unit tests do.
+_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
+if _UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_UTILS)
+
+from ansible.module_utils.gce_preflight_checks import has_builtin_gpus  # noqa: E402
 
 NVIDIA_PCI_VENDOR = "10de"
 # PCI base class 0x03 is "display controller" (VGA 0x0300, 3D 0x0302). NVIDIA's other functions
@@ -162,12 +173,24 @@ def nvidia_apt_policy(stdout):
     return packages
 
 
+def nvidia_gpus_requested(machine_type, gpu_count=0):
+    """Whether a VM of this machine type with `gpu_count` attached GPUs was asked for GPUs: any
+    attached, or a machine type that carries its own (the one list: BUILTIN_GPU_FAMILIES), whose
+    gce_vm_gpu_count is 0. Such a VM whose driver sees no GPU is broken."""
+    try:
+        attached = int(gpu_count or 0)
+    except (TypeError, ValueError):
+        attached = 0
+    return attached > 0 or has_builtin_gpus(str(machine_type or ""))
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self):
         return {
             "nvidia_driver_branch": nvidia_driver_branch,
+            "nvidia_gpus_requested": nvidia_gpus_requested,
             "nvidia_smi_csv": nvidia_smi_csv,
             "nvidia_smi_list": nvidia_smi_list,
             "nvidia_smi_state": nvidia_smi_state,

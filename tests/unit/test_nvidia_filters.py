@@ -13,6 +13,7 @@ from nvidia_driver import (
     FilterModule,
     nvidia_apt_policy,
     nvidia_driver_branch,
+    nvidia_gpus_requested,
     nvidia_pci_gpus,
     nvidia_smi_csv,
     nvidia_smi_list,
@@ -225,5 +226,20 @@ def test_apt_policy():
 def test_filter_module_exports():
     assert set(FilterModule().filters()) == {
         "nvidia_driver_branch", "nvidia_smi_csv", "nvidia_smi_list", "nvidia_smi_state",
-        "nvidia_pci_gpus", "nvidia_apt_policy",
+        "nvidia_pci_gpus", "nvidia_apt_policy", "nvidia_gpus_requested",
     }
+
+
+def test_gpus_requested_counts_machine_types_with_built_in_gpus():
+    """Every family of the one list (BUILTIN_GPU_FAMILIES) asks for GPUs with no attached count;
+    other machine types only with an attached GPU."""
+    import ansible.module_utils.gce_preflight_checks as pc
+
+    for family in pc.BUILTIN_GPU_FAMILIES:
+        assert nvidia_gpus_requested(f"{family}-standard-8", 0) is True
+    assert nvidia_gpus_requested("a2-highgpu-1g") is True
+    assert nvidia_gpus_requested("n1-standard-8", 1) is True
+    assert nvidia_gpus_requested("n1-standard-8", "2") is True
+    for machine_type, count in (("n1-standard-8", 0), ("n2-standard-8", None), ("e2-small", ""),
+                                ("", 0), (None, 0), ("a22-standard-4", 0), ("g2x-standard-4", 0)):
+        assert nvidia_gpus_requested(machine_type, count) is False, machine_type

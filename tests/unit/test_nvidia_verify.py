@@ -130,6 +130,11 @@ def _require_gpu(tmp_path: Path, **extra) -> bool:
     ({"gce_vm_gpu_count": 4, "gcp_target": "gcp"}, True),
     ({"gce_vm_gpu_count": 1, "gcp_target": "sandbox"}, False),
     ({"gce_vm_gpu_count": 0}, False),
+    # GPUs built into the machine type: requested although gce_vm_gpu_count is 0.
+    ({"gce_vm_machine_type": "g2-standard-4", "gce_vm_gpu_count": 0}, True),
+    ({"gce_vm_machine_type": "a3-highgpu-8g", "gce_vm_gpu_count": 0, "gcp_target": "gcp"}, True),
+    ({"gce_vm_machine_type": "g4-standard-48", "gce_vm_gpu_count": 0, "gcp_target": "sandbox"}, False),
+    ({"gce_vm_machine_type": "n2-standard-8", "gce_vm_gpu_count": 0}, False),
 ])
 def test_group_vars_require_a_gpu_whenever_gpus_are_requested_outside_the_sandbox(tmp_path, extra, required):
     assert _require_gpu(tmp_path, **extra) is required
