@@ -27,6 +27,8 @@ def test_cap_stops_the_vm_and_the_next_run_starts_it(sandbox):
     sched = vm(sandbox)["scheduling"]
     assert sched["maxRunDuration"] == {"seconds": "28800"} and sched["instanceTerminationAction"] == "STOP"
     assert "Run cap GCE stops it at" in flat(result) and "8h 00m after each start" in flat(result), result
+    status = run_playbook("playbooks/status.yml", sandbox)
+    assert "jupyter-gpu run-time cap: GCE stops it at" in flat(status), status
 
     assert sandbox.age(ZONE, NAME, 8 * 3600)["status"] == "TERMINATED"
     sandbox.clear_requests()
@@ -54,6 +56,8 @@ def test_a_cap_gce_refuses_is_refused_before_anything_is_created(sandbox):
 
 def test_a_vm_whose_cap_differs_is_reported_with_the_command_not_changed(sandbox):
     assert run_playbook("site.yml", sandbox, extra_vars={"gce_vm_max_run_hours": 8}).rc == 0
+    same = run_playbook("site.yml", sandbox, extra_vars={"gce_vm_max_run_hours": 8})
+    assert same.rc == 0 and same.changed == 0 and "run-time cap 8 h" not in flat(same), same
     sandbox.clear_requests()
     result = run_playbook("site.yml", sandbox, extra_vars={"gce_vm_max_run_hours": 12})
     assert result.rc == 0, result
