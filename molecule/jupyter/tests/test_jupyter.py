@@ -133,6 +133,27 @@ def test_api_refuses_without_token_and_answers_with_it(host, token):
     assert http_status(host, f"http://127.0.0.1:{PORT}/api/status", token=token) == 200
 
 
+def _get_json(host, url, token):
+    code = ("import json, urllib.request as u\n"
+            f"r = u.urlopen(u.Request('{url}', headers={{'Authorization': 'token {token}'}}))\n"
+            "print(r.read().decode())\n")
+    return host.check_output(f"python3 -c \"{code}\"")
+
+
+def test_no_news_prompt_and_no_news_feed(host, token):
+    """JupyterLab neither asks new users about its news (fetchNews defaults to "false" through
+    overrides.d) nor fetches the feed (LabApp.news_url None: the page config says disabled)."""
+    settings = json.loads(_get_json(
+        host, f"http://127.0.0.1:{PORT}/lab/api/settings/@jupyterlab/apputils-extension:notification", token))
+    assert settings["schema"]["properties"]["fetchNews"]["default"] == "false"
+    assert settings["schema"]["properties"]["checkForUpdates"]["default"] is False
+    page = _get_json(host, f"http://127.0.0.1:{PORT}/lab", token)
+    # <script id="jupyter-config-data" type="application/json">{...}</script>
+    data = page.split('id="jupyter-config-data"', 1)[1].split(">", 1)[1].split("</script>", 1)[0]
+    config = json.loads(data)
+    assert config["news"] == {"disabled": True}
+
+
 def test_xsrf_is_enforced_for_cookie_sessions(probe):
     out = probe("xsrf")
     assert out["login"] == 200
