@@ -140,3 +140,20 @@ def test_an_account_of_that_name_the_project_did_not_make_is_left_alone(sandbox)
     assert [r["method_id"] for r in sandbox.requests(mutating=True)
             if r["method_id"] in ("compute.instances.insert", "cloudresourcemanager.projects.setIamPolicy")] == []
     assert accounts(sandbox) == [email(sandbox)]
+
+
+def test_a_partial_destroy_keeps_the_account_the_other_vms_run_as(sandbox):
+    fleet = {"gce_vm_count": 2, "gce_budget_monthly_usd": 2500}
+    assert run_playbook("playbooks/provision.yml", sandbox, extra_vars=fleet).rc == 0
+    sa = email(sandbox)
+    assert vm(sandbox, f"{NAME}-2")["serviceAccounts"][0]["email"] == sa
+    one = run_playbook("playbooks/destroy.yml", sandbox,
+                       extra_vars={"gce_vm_names": [f"{NAME}-2"], "destroy_confirm": "yes"})
+    assert one.rc == 0, one
+    # jupyter-gpu still runs as it: the account and its grants stay.
+    assert accounts(sandbox) == [sa]
+    assert member_roles(project_policy(sandbox), f"serviceAccount:{sa}") == ["roles/logging.logWriter",
+                                                                             "roles/monitoring.metricWriter"]
+    rest = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
+    assert rest.rc == 0, rest
+    assert accounts(sandbox) == []
