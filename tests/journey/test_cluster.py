@@ -1,0 +1,283 @@
+"""A cluster across three container VMs, as a user runs it: gce_cluster_engines [ray, torchrun]
+with gce_vm_count=3 -> make up -> Ray's head on jupyter-gpu, workers on the other two; a notebook
+in the Ray kernel, through the printed tunnel, runs one task on each node -> scripts/cluster-run
+runs a script on the three nodes at once with their ranks -> make up again: 0 changed -> a worker
+stopped and started joins again with the next run -> make down: nothing left, the cluster's
+firewall rule included.
+
+Ray's wheel (79 MB) and its dependencies are downloaded once per machine into a wheelhouse that
+the nodes install from (ray_pip_extra_args), so the role's install path runs for real without
+three downloads; one converged cluster serves every step."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, REPO, run_playbook
+from test_fleet import summary_lines
+from test_journey import JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, tunnel
+
+pytestmark = pytest.mark.journey
+
+NAMES = ["jupyter-gpu", "jupyter-gpu-2", "jupyter-gpu-3"]
+ZONE = "us-central1-a"
+RAY_VERSION = "2.60.0"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+WHEELHOUSE = CACHE / "gpu-jupyter" / f"ray-{RAY_VERSION}-wheels"
+# The host as the containers see it: the gateway of podman's default bridge.
+BRIDGE_HOST = "10.88.0.1"
+
+
+def ensure_wheelhouse() -> Path:
+    """Ray with the dashboard, and ipykernel for the Ray kernel: downloaded once per machine."""
+    marker = WHEELHOUSE / ".complete"
+    if not marker.exists():
+        WHEELHOUSE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(BIN / "python"), "-m", "pip", "download", "--only-binary=:all:", "--python-version", "3.11",
+                        "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+                        "-d", str(WHEELHOUSE), f"ray[default]=={RAY_VERSION}", "ipykernel"],
+                       check=True, capture_output=True, timeout=900)
+        marker.touch()
+    return WHEELHOUSE
+
+
+@pytest.fixture(scope="module")
+def wheelhouse_url():
+    directory = ensure_wheelhouse()
+    handler = functools.partial(QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer((BRIDGE_HOST, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{BRIDGE_HOST}:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def cluster_sandbox(tmp_path_factory):
+    from gce_sandbox.testing import SandboxProcess
+
+    with SandboxProcess(tmp_path_factory.mktemp("gce-cluster"), vms="podman", startup_timeout=120) as sb:
+        yield sb
+
+
+@pytest.fixture(scope="module")
+def cluster_vars(wheelhouse_url):
+    return {
+        "gce_vm_count": 3, "gce_budget_monthly_usd": 2000, "gce_cluster_engines": ["ray", "torchrun"],
+        "ray_pip_extra_args": f"--no-index --trusted-host {BRIDGE_HOST} --find-links {wheelhouse_url}",
+        # Podman gives a container 64 MB of /dev/shm: Ray's object store falls back to disk.
+        "ray_object_store_memory": 100 * 1024 * 1024,
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(cluster_sandbox, cluster_vars):
+    """One converged cluster for every step; make down at the end."""
+    sb = cluster_sandbox
+    started = time.monotonic()
+    up = run_playbook("site.yml", sb, extra_vars=cluster_vars, env=JSON_OUTPUT, timeout=1500)
+    assert up.rc == 0, up
+    up.seconds = time.monotonic() - started
+    yield up
+    down = run_playbook("playbooks/destroy.yml", sb, extra_vars=dict(cluster_vars, destroy_confirm="yes"))
+    assert down.rc == 0, down
+
+
+def nodes(sb) -> list[dict]:
+    return json.loads((sb.state_dir / "ssh" / "gpu_jupyter_cluster.json").read_text())["nodes"]
+
+
+def on_node(sb, name: str, command: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    node = next(n for n in nodes(sb) if n["name"] == name)
+    argv = ["ssh", "-o", "BatchMode=yes", *shlex.split(node["ssh_args"]), "-i", node["key"], "-l", node["user"],
+            node["host"], command]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def alive_ray_nodes(sb) -> int:
+    """`ray status` on the head, as the account Ray runs as: how many nodes are active."""
+    head_ip = nodes(sb)[0]["ip"]
+    out = on_node(sb, NAMES[0], f"sudo -u jupyter /opt/ray/venv/bin/ray status --address {head_ip}:6379")
+    assert out.returncode == 0, out.stdout + out.stderr
+    active = out.stdout.split("Active:", 1)[1].split("Pending:", 1)[0]
+    return len(re.findall(r"^\s*1 node_", active, re.M))
+
+
+def run_in_kernel(port: int, token: str, kernel: str, code: str, timeout: float = 180) -> str:
+    """Start a kernel of the given kernelspec and run one cell, as JupyterLab does."""
+    import websocket
+
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+    req = urllib.request.Request(base + "/api/kernels", data=json.dumps({"name": kernel}).encode(), headers=auth,
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        kernel_id = json.loads(resp.read())["id"]
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/api/kernels/{kernel_id}/channels",
+                                     header=[f"Authorization: token {token}"], timeout=timeout)
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": "cluster", "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                    "allow_stdin": False}}))
+    result, error = None, None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            msg = json.loads(ws.recv())
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                result = msg["content"]["data"]["text/plain"]
+            elif msg["msg_type"] == "error":
+                error = "\n".join(msg["content"]["traceback"])
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+    finally:
+        ws.close()
+    assert error is None, error
+    return result
+
+
+SPREAD = """
+import socket, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(address="auto")
+@ray.remote(num_cpus=0)
+def where():
+    return socket.gethostname()
+alive = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+sorted(ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote()
+                for n in alive]))
+"""
+
+PROBE = """
+import os, socket, sys
+ips = os.environ["SKYPILOT_NODE_IPS"].splitlines()
+print("rank %s of %s on %s, master %s:%s, %d ips, skypilot rank %s"
+      % (os.environ["NODE_RANK"], os.environ["NNODES"], socket.gethostname(), os.environ["MASTER_ADDR"],
+         os.environ["MASTER_PORT"], len(ips), os.environ["SKYPILOT_NODE_RANK"]))
+sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 and os.environ["NODE_RANK"] == "1" else 0)
+"""
+
+
+def test_ray_cluster_forms_and_a_notebook_spreads_tasks(cluster, cluster_sandbox):
+    sb, up = cluster_sandbox, cluster
+    for name in NAMES:
+        assert up.recap[name]["failed"] == 0, (name, up)
+    # Every node carries the cluster's tag; one rule lets only those tags in, on every port.
+    rule = sb.api("GET", f"/compute/v1/projects/{sb.project}/global/firewalls/jupyter-gpu-cluster-internal")
+    assert rule["sourceTags"] == ["jupyter-gpu-cluster"] and rule["targetTags"] == ["jupyter-gpu-cluster"], rule
+    assert not rule.get("sourceRanges"), rule
+    for name in NAMES:
+        vm = sb.api("GET", f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{name}")
+        assert "jupyter-gpu-cluster" in vm["tags"]["items"], vm["tags"]
+
+    assert alive_ray_nodes(sb) == 3
+    # The dashboard listens on the head's loopback only.
+    listening = on_node(sb, NAMES[0], "ss -Hltn 'sport = :8265'").stdout
+    assert "127.0.0.1:8265" in listening and "0.0.0.0:8265" not in listening, listening
+
+    # The summary prints the dashboard's tunnel on the head only.
+    ray_lines = summary_lines(up.stdout, "Ray")
+    assert len(ray_lines) == 1 and "-L 8265:localhost:8265" in ray_lines[0], ray_lines
+
+    # A notebook on the head, in the Ray kernel, through the printed tunnel: one task per node.
+    vm_line, tunnel_cmd, open_line = (summary_lines(up.stdout, label)[0] for label in ("VM", "Tunnel", "Then open"))
+    assert vm_line.startswith(NAMES[0]), vm_line
+    token_cmd = re.search(r"\(token: (.*)\)$", open_line).group(1)
+    token = subprocess.run(shlex.split(token_cmd), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=60, check=True).stdout.strip()
+    with tunnel(tunnel_cmd) as port:
+        assert run_in_kernel(port, token, "ray", SPREAD) == repr(NAMES)
+
+
+@pytest.mark.usefixtures("cluster")
+def test_cluster_run_runs_a_script_on_every_node(cluster_sandbox, tmp_path):
+    sb = cluster_sandbox
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    cluster_file = str(sb.state_dir / "ssh" / "gpu_jupyter_cluster.json")
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-run"), "--cluster-file", cluster_file,
+                          "--no-torch", str(probe)], capture_output=True, text=True, timeout=180,
+                         stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    head_ip = nodes(sb)[0]["ip"]
+    for rank, name in enumerate(NAMES):
+        line = (f"[{name.ljust(len(NAMES[-1]))}] rank {rank} of 3 on {name}, master {head_ip}:29500, 3 ips,"
+                f" skypilot rank {rank}")
+        assert line in run.stdout.splitlines(), run.stdout
+    assert "3 of 3 nodes succeeded" in run.stderr
+
+    # One node failing fails the command, and says which.
+    failed = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-run"), "--cluster-file", cluster_file,
+                             "--no-torch", str(probe), "7"], capture_output=True, text=True, timeout=180,
+                            stdin=subprocess.DEVNULL)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "jupyter-gpu-2 exited 7" in failed.stderr and "2 of 3 nodes succeeded" in failed.stderr
+
+
+@pytest.mark.usefixtures("cluster")
+def test_rerun_changes_nothing_and_a_restarted_worker_rejoins(cluster_sandbox, cluster_vars):
+    sb = cluster_sandbox
+    sb.clear_requests()
+    again = run_playbook("site.yml", sb, extra_vars=cluster_vars, timeout=900)
+    assert again.rc == 0, again
+    assert again.changed == 0, again
+    assert mutating_calls(sb) == []
+
+    # A GCE stop and start of a worker (a host event, the idle agent, make stop/start of one VM).
+    path = f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{NAMES[2]}"
+    sb.api("POST", path + "/stop")
+    deadline = time.monotonic() + 120
+    while sb.api("GET", path)["status"] != "TERMINATED" and time.monotonic() < deadline:
+        time.sleep(1)
+    deadline = time.monotonic() + 120
+    while alive_ray_nodes(sb) != 2 and time.monotonic() < deadline:
+        time.sleep(3)
+    assert alive_ray_nodes(sb) == 2
+    sb.api("POST", path + "/start")
+    deadline = time.monotonic() + 120
+    while sb.api("GET", path)["status"] != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(1)
+
+    rerun = run_playbook("site.yml", sb, extra_vars=cluster_vars, timeout=900)
+    assert rerun.rc == 0, rerun
+    deadline = time.monotonic() + 120
+    while alive_ray_nodes(sb) != 3 and time.monotonic() < deadline:
+        time.sleep(3)
+    assert alive_ray_nodes(sb) == 3
+
+
+@pytest.mark.usefixtures("cluster")
+def test_down_leaves_nothing(cluster_sandbox, cluster_vars):
+    sb = cluster_sandbox
+    down = run_playbook("playbooks/destroy.yml", sb, extra_vars=dict(cluster_vars, destroy_confirm="yes"))
+    assert down.rc == 0, down
+    assert_nothing_left(sb)
+    assert "jupyter-gpu-cluster-internal" not in sb.state().get("firewalls", {})
+    assert [c for c in containers(sb)] == []
