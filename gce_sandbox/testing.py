@@ -206,6 +206,26 @@ class SandboxProcess:
 
     def enable_compute(self) -> None:
         """Shortcut for tests that are not about Service Usage."""
-        op = self.api("POST", f"/serviceusage/v1/projects/{self.project}/services/compute.googleapis.com:enable")
+        self.enable_service("compute.googleapis.com")
+
+    def enable_service(self, service: str) -> None:
+        op = self.api("POST", f"/serviceusage/v1/projects/{self.project}/services/{service}:enable")
         if not op.get("done"):
             self.api("GET", f"/serviceusage/v1/{op['name']}")
+
+    def vm_service_account(self, vm_name: str, roles: tuple = ("roles/logging.logWriter",
+                                                                 "roles/monitoring.metricWriter")) -> str:
+        """The VM's own service account as provisioning leaves it (roles/gce_vm/tasks/service_account.yml):
+        IAM and Resource Manager APIs on, the account "<vm_name>-vm" marked as the project's, granted
+        `roles` on the project. Returns its email."""
+        for service in ("iam.googleapis.com", "cloudresourcemanager.googleapis.com"):
+            self.enable_service(service)
+        account = self.api("POST", f"/iam/v1/projects/{self.project}/serviceAccounts", {
+            "accountId": f"{vm_name}-vm", "serviceAccount": {"displayName": f"gpu-jupyter VM {vm_name}"}})
+        crm = f"/cloudresourcemanager/v1/projects/{self.project}"
+        policy = self.api("POST", f"{crm}:getIamPolicy", {})
+        bindings = policy.setdefault("bindings", [])
+        for role in roles:
+            bindings.append({"role": role, "members": [f"serviceAccount:{account['email']}"]})
+        self.api("POST", f"{crm}:setIamPolicy", {"policy": policy})
+        return account["email"]

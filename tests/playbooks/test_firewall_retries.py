@@ -68,6 +68,7 @@ def test_enabling_the_compute_api_rides_out_a_429_503_burst(sandbox):
     result = run_playbook("playbooks/provision.yml", sandbox,
                           extra_vars={"__gce_vm_api_retry_delay": 1, **FAST})
     assert result.rc == 0, result
-    enables = [r["status"] for r in sandbox.requests() if r["method"] == "POST" and r["path"].endswith(":enable")]
+    enables = [r["status"] for r in sandbox.requests()
+               if r["method"] == "POST" and r["path"].endswith("/compute.googleapis.com:enable")]
     assert enables == [429, 503, 200], enables
     assert calls(sandbox, "POST", "/instances") == [200]

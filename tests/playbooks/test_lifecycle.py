@@ -111,7 +111,7 @@ def provisioned(sandbox):
         "tags": {"items": ["gpu-jupyter"]},
         "labels": {"managed-by": "gpu-jupyter", "purpose": "jupyter"},
         "metadata": {"items": [{"key": "install-nvidia-driver", "value": "True"}]},
-        "serviceAccounts": [{"email": "default", "scopes": [
+        "serviceAccounts": [{"email": sandbox.vm_service_account(NAME), "scopes": [
             "https://www.googleapis.com/auth/devstorage.read_only",
             "https://www.googleapis.com/auth/logging.write",
             "https://www.googleapis.com/auth/monitoring.write"]}],
@@ -268,9 +268,13 @@ def test_destroy_leaves_nothing_behind(provisioned, run_playbook):
     disk = f"/compute/v1/projects/{project}/zones/{ZONE}/disks/{NAME}"
     vm_path = f"/compute/v1/projects/{project}/zones/{ZONE}/instances/{NAME}"
 
+    account = f"{NAME}-vm@{project}.iam.gserviceaccount.com"
+    # The VM and its service account's grants (google.cloud's account module has no check mode: the
+    # report names the account all the same).
     check = run_playbook("playbooks/destroy.yml", sandbox, check=True)
-    assert check.rc == 0 and check.changed == 1, check
-    assert f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh" in check.stdout
+    assert check.rc == 0 and check.changed == 2, check
+    assert (f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh; "
+            f"service account {account}") in flat(check)
     assert mutating(sandbox) == []
 
     # No terminal to answer the prompt: refused, nothing deleted.
@@ -280,7 +284,9 @@ def test_destroy_leaves_nothing_behind(provisioned, run_playbook):
     assert mutating(sandbox) == []
 
     done = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
-    assert done.rc == 0 and done.changed == 1, done
+    assert done.rc == 0 and done.changed == 3, done   # the VM, its account's grants, the account
+    assert f"service account {account}" in flat(done)
+    assert not exists(sandbox, f"/iam/v1/projects/{project}/serviceAccounts/{account}")
     assert not exists(sandbox, vm_path)
     assert not exists(sandbox, disk)
     assert not exists(sandbox, fw)
@@ -407,14 +413,17 @@ def test_every_action_finds_the_vm_in_the_zone_failover_chose(failed_over, run_p
     assert mutating(sandbox) == []
 
     check = run_playbook("playbooks/destroy.yml", sandbox, check=True)
-    assert check.rc == 0 and check.changed == 2, check   # the VM, and the Cloud NAT with it
+    # The VM, its service account's grants, and the Cloud NAT with it.
+    assert check.rc == 0 and check.changed == 3, check
     assert (f"Would delete: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh; "
+            f"service account {NAME}-vm@{project}.iam.gserviceaccount.com; "
             "Cloud NAT gpu-jupyter-router (router and NAT)") in flat(check)
     assert mutating(sandbox) == []
 
     done = run_playbook("playbooks/destroy.yml", sandbox, extra_vars={"destroy_confirm": "yes"})
-    assert done.rc == 0 and done.changed == 2, done
+    assert done.rc == 0 and done.changed == 4, done   # and the account itself
     assert (f"Deleted: instances {NAME}; disks {NAME}; firewalls gpu-jupyter-allow-ssh; "
+            f"service account {NAME}-vm@{project}.iam.gserviceaccount.com; "
             "Cloud NAT gpu-jupyter-router (router and NAT)") in flat(done)
     assert not exists(sandbox, f"/compute/v1/projects/{project}/regions/us-central1/routers/gpu-jupyter-router")
     assert zones_of(sandbox, NAME) == []

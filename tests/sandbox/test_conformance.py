@@ -136,12 +136,10 @@ def _nic(**extra):
 
 
 NOT_EMULATED_METHODS = [
-    # (method id, HTTP method, path, body)  -- reference: instances.attachDisk, .detachDisk, .setDiskAutoDelete,
+    # (method id, HTTP method, path, body)  -- reference: instances.attachDisk, .detachDisk,
     # addresses.insert/.list, networks.insert, subnetworks.insert
     ("compute.instances.attachDisk", "POST", zpath("instances/vm1/attachDisk"), {"source": zpath("disks/data")}),
     ("compute.instances.detachDisk", "POST", zpath("instances/vm1/detachDisk?deviceName=data"), None),
-    ("compute.instances.setDiskAutoDelete", "POST",
-     zpath("instances/vm1/setDiskAutoDelete?autoDelete=false&deviceName=persistent-disk-0"), None),
     ("compute.addresses.insert", "POST", f"/compute/v1/projects/{PROJECT}/regions/us-central1/addresses",
      {"name": "jupyter-ip"}),
     ("compute.addresses.list", "GET", f"/compute/v1/projects/{PROJECT}/regions/us-central1/addresses", None),
@@ -180,10 +178,6 @@ NOT_EMULATED_FIELDS = [
      _boot_disk(initializeParams=dict(vm_body()["disks"][0]["initializeParams"],
                                       diskType=f"zones/{ZONE}/diskTypes/hyperdisk-balanced")),
      "Disk type 'hyperdisk-balanced'"),
-    ("maxRunDuration", zpath("instances"),
-     vm_body(scheduling={"onHostMaintenance": "TERMINATE", "provisioningModel": "SPOT",
-                         "instanceTerminationAction": "DELETE", "maxRunDuration": {"seconds": "3600"}}),
-     "'resource.scheduling.maxRunDuration'"),
     ("aliasIpRanges", zpath("instances"), _nic(aliasIpRanges=[{"ipCidrRange": "/24"}]),
      "'resource.networkInterfaces[0].aliasIpRanges'"),
     ("instance template", zpath("instances?sourceInstanceTemplate=global/instanceTemplates/t"), vm_body(),
