@@ -9,6 +9,11 @@ users and authorized keys from `ssh-keys` metadata (instance, then project unles
 `block-project-ssh-keys`), with passwordless sudo through the `google-sudoers` group; the SSH host
 keys are served as guest attributes (`hostkeys/`), the way gcloud learns them.
 
+A VM keeps its internal address while it exists, stopped or not, as on GCE (a cluster's workers
+find their head again after a stop and start): each container gets a fixed address on podman's
+bridge, drawn from the upper quarter of its subnet (podman hands out the lower addresses in order
+to other containers), never one of this sandbox's other instances, retried on a clash.
+
 A guest that powers itself off (idle auto-stop) leaves a stopped container: `exited()` tells the
 server, which moves the instance to TERMINATED as GCE does. GPUs are recorded on the instance
 only: no device exists in the container, and nothing pretends one does.
@@ -20,7 +25,9 @@ a sandbox only ever touches its own containers.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -139,15 +146,44 @@ class PodmanBackend:
             thread.join(timeout=60)
 
     # ---- VmBackend ---------------------------------------------------------------------
+    def _address_pool(self) -> ipaddress.IPv4Network | None:
+        """The upper quarter of podman's default bridge subnet; None when podman does not say."""
+        try:
+            subnet = ipaddress.ip_network(json.loads(self._run("network", "inspect", "podman"))[0]["subnets"][0]["subnet"])
+        except (PodmanError, ValueError, KeyError, IndexError, TypeError):
+            return None
+        return list(subnet.subnets(prefixlen_diff=2))[-1] if subnet.version == 4 and subnet.prefixlen <= 24 else None
+
+    def _addresses_in_use(self) -> set[str]:
+        return {nic.get("networkIP") for table in self.state.get("instances", {}).values()
+                for instance in table.values() for nic in instance.get("networkInterfaces") or []}
+
     def on_create(self, instance: dict, external: bool) -> Addresses:
         name = self.container(instance)
-        self._run("rm", "--force", "--time", "0", name, check=False)   # a leftover from a crash
-        # --tty gives systemd a console to write the boot to: the VM's serial port 1.
-        self._run("run", "--detach", "--tty", "--name", name, "--hostname", instance["name"],
-                  "--label", f"gce-sandbox={self.id}", "--label", f"gce-instance={instance['selfLink']}",
-                  "--systemd", "always", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
-                  self.image, "/lib/systemd/systemd")
-        return self._ready(instance, name, external)
+        pool = self._address_pool()
+        taken = self._addresses_in_use()
+        rng = random.SystemRandom()
+        for attempt in range(8):
+            self._run("rm", "--force", "--time", "0", name, check=False)   # a leftover from a crash or a clash
+            ip = None
+            if pool is not None:
+                ip = str(pool[rng.randrange(2, pool.num_addresses - 1)])
+                if ip in taken:
+                    continue
+            try:
+                # --tty gives systemd a console to write the boot to: the VM's serial port 1.
+                self._run("run", "--detach", "--tty", "--name", name, "--hostname", instance["name"],
+                          *(("--ip", ip) if ip else ()),
+                          "--label", f"gce-sandbox={self.id}", "--label", f"gce-instance={instance['selfLink']}",
+                          "--systemd", "always", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+                          self.image, "/lib/systemd/systemd")
+            except PodmanError as err:
+                # Another container holds that address (a concurrent sandbox): draw another.
+                if ip and attempt < 7 and ("not available" in str(err) or "already allocated" in str(err)):
+                    continue
+                raise
+            return self._ready(instance, name, external)
+        raise PodmanError(f"no free address for {name} in {pool}")
 
     def on_start(self, instance: dict, external: bool) -> Addresses:
         name = self.container(instance)
