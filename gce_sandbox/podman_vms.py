@@ -149,7 +149,8 @@ class PodmanBackend:
     def _address_pool(self) -> ipaddress.IPv4Network | None:
         """The upper quarter of podman's default bridge subnet; None when podman does not say."""
         try:
-            subnet = ipaddress.ip_network(json.loads(self._run("network", "inspect", "podman"))[0]["subnets"][0]["subnet"])
+            network = json.loads(self._run("network", "inspect", "podman"))[0]
+            subnet = ipaddress.ip_network(network["subnets"][0]["subnet"])
         except (PodmanError, ValueError, KeyError, IndexError, TypeError):
             return None
         return list(subnet.subnets(prefixlen_diff=2))[-1] if subnet.version == 4 and subnet.prefixlen <= 24 else None

@@ -71,7 +71,7 @@ def scheduling_for(machine_type, families):
     tasks = yaml.safe_load((ROOT / "roles" / "gce_lifecycle" / "tasks" / "reconfigure.yml").read_text())
     [task] = [t for t in tasks if "gce_instance_config" in t]
     templar = Templar(loader=DataLoader(), variables={
-        "gce_lifecycle_machine_type": machine_type, "gce_lifecycle__found": {"builtin_gpu_families": families},
+        "gce_lifecycle_machine_type": machine_type, "__gce_lifecycle_found": {"builtin_gpu_families": families},
         "omit": "__omit__"})
     try:
         value = templar.template(trust_as_template(task["gce_instance_config"]["scheduling"]))
