@@ -9,7 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SANDBOX_STATE ?= .sandbox
 # Parallel workers: the Molecule scenarios and sandbox playbooks spend most of their time waiting.
-PYTEST_ARGS ?= -n 3 --dist worksteal
+# Each worker takes whole modules (and single Molecule scenarios), longest first (tests/conftest.py).
+PYTEST_ARGS ?= -n 3 --dist loadgroup --no-loadscope-reorder
 PLAYBOOK_ARGS ?=
 
 ifdef GCP_PROJECT

@@ -146,8 +146,54 @@ def pytest_runtest_makereport(item, call):
                            "ALLOW_MISSING_TOOLS=1 to skip these tests on purpose." % reason)
 
 
+# Longest first (what the suite measured on a loaded two-core machine, in seconds), so that
+# parallel workers fill the rest in around them instead of one worker ending with a queue of
+# journeys. Anything not named here is short and keeps its collection order.
+HEAVY = {
+    "tests/journey/test_cluster.py": 1800,
+    "tests/journey/test_journey.py": 800,
+    "tests/roles/test_molecule.py::test_molecule_scenario[idle_autostop]": 600,
+    "tests/roles/test_molecule.py::test_molecule_scenario[trash_cleanup]": 410,
+    "tests/roles/test_molecule.py::test_molecule_scenario[gcs_pull]": 360,
+    "tests/roles/test_molecule.py::test_molecule_scenario[nvidia_driver]": 350,
+    "tests/roles/test_molecule.py::test_molecule_scenario[jupyter]": 240,
+    "tests/playbooks/test_lifecycle.py": 650,
+    "tests/playbooks/test_failover.py": 600,
+    "tests/playbooks/test_create_google_cloud.py": 550,
+    "tests/playbooks/test_runtime_cap.py": 420,
+    "tests/playbooks/test_provision.py": 400,
+    "tests/playbooks/test_service_account.py": 400,
+    "tests/playbooks/test_failover_access.py": 330,
+    "tests/playbooks/test_firewall_retries.py": 250,
+    "tests/unit/test_idle_autostop_cluster_containers.py": 230,
+    "tests/journey/test_console.py": 200,
+    "tests/playbooks/test_network_exposure.py": 180,
+    "tests/test_lint.py": 150,
+    "tests/playbooks/test_preflight.py": 150,
+}
+PLAYBOOKS = 100  # a module of tests/playbooks: several playbook runs against the sandbox
+
+
+def work_unit(item) -> str:
+    """What one xdist worker runs as a whole under --dist loadgroup: a module, since module
+    fixtures (a converged cluster, a provisioned VM) are set up once per worker that runs any of
+    its tests; each Molecule scenario on its own."""
+    module = item.nodeid.split("::", 1)[0]
+    callspec = getattr(item, "callspec", None)
+    if module == "tests/roles/test_molecule.py" and callspec is not None:
+        return "molecule-" + callspec.id  # no brackets: xdist reads the group after the last "]"
+    return module
+
+
+def weight(item) -> int:
+    module = item.nodeid.split("::", 1)[0]
+    return HEAVY.get(item.nodeid, HEAVY.get(module, PLAYBOOKS if module.startswith("tests/playbooks/") else 0))
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist adds the group to the node id
 def pytest_collection_modifyitems(config, items):
-    """Start the long Molecule scenarios and journeys first, so parallel workers fill the rest in
-    around them."""
-    items.sort(key=lambda item: item.get_closest_marker("molecule") is None
-               and item.get_closest_marker("journey") is None)
+    """Longest work units first, each a group of its own (run with -n N --dist loadgroup
+    --no-loadscope-reorder, as the Makefile does)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
+    items.sort(key=weight, reverse=True)

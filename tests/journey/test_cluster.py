@@ -1,13 +1,15 @@
-"""A cluster across three container VMs, as a user runs it: gce_cluster_engines [ray, torchrun]
-with gce_vm_count=3 -> make up -> Ray's head on jupyter-gpu, workers on the other two; a notebook
+"""A fleet of three that is also a cluster, as a user runs it: gce_vm_count=3 and
+gce_cluster_engines [ray, torchrun] -> make up -> three VMs placed in parallel, each its own
+machine with its own JupyterLab; Ray's head on jupyter-gpu, workers on the other two; a notebook
 in the Ray kernel, through the printed tunnel, runs one task on each node -> scripts/cluster-run
-runs a script on the three nodes at once with their ranks -> make up again: 0 changed -> a worker
-stopped and started keeps its address and joins again by itself -> make down: nothing left, the
-cluster's firewall rule included.
+runs a script on the three nodes at once with their ranks -> make up again: 0 changed -> status
+shows them all -> a worker stopped and started keeps its address and joins again by itself ->
+make stop stops them all -> make down: nothing left, the cluster's firewall rule included.
 
-Ray's wheel (79 MB) and its dependencies are downloaded once per machine into a wheelhouse that
-the nodes install from (ray_pip_extra_args), so the role's install path runs for real without
-three downloads; one converged cluster serves every step."""
+A cluster is a fleet with two more roles, so one bring-up of three container VMs serves both
+journeys: it is the suite's most expensive step. Ray's wheel (79 MB) and its dependencies are
+downloaded once per machine into a wheelhouse that the nodes install from (ray_pip_extra_args),
+so the role's install path runs for real without three downloads."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import pytest
 
 from conftest import BIN, REPO, run_playbook
 from test_fleet import summary_lines
-from test_journey import JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, tunnel
+from test_journey import JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, run_cell, tunnel
 
 pytestmark = pytest.mark.journey
 
@@ -96,10 +98,12 @@ def cluster_vars(wheelhouse_url):
 def cluster(cluster_sandbox, cluster_vars):
     """One converged cluster for every step; make down at the end."""
     sb = cluster_sandbox
+    sb.clear_requests()
     started = time.monotonic()
     up = run_playbook("site.yml", sb, extra_vars=cluster_vars, env=JSON_OUTPUT, timeout=1500)
     assert up.rc == 0, up
     up.seconds = time.monotonic() - started
+    up.calls = [(r["method"], r["path"].split("?")[0]) for r in sb.requests()]
     yield up
     down = run_playbook("playbooks/destroy.yml", sb, extra_vars=dict(cluster_vars, destroy_confirm="yes"))
     assert down.rc == 0, down
@@ -185,10 +189,42 @@ sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 and os.environ["NODE_RANK"] == "1
 """
 
 
-def test_ray_cluster_forms_and_a_notebook_spreads_tasks(cluster, cluster_sandbox):
+def test_three_vms_each_with_its_own_jupyterlab(cluster, cluster_sandbox):
     sb, up = cluster_sandbox, cluster
     for name in NAMES:
-        assert up.recap[name]["failed"] == 0, (name, up)
+        assert up.recap[name]["changed"] > 0 and up.recap[name]["failed"] == 0, (name, up)
+    assert [c.split()[1] for c in containers(sb)] == ["running"] * 3
+
+    # Placed in parallel: every insert is sent before any VM is waited on.
+    inserts = [i for i, (m, p) in enumerate(up.calls) if m == "POST" and p.endswith("/instances")]
+    first_wait = min(i for i, (m, p) in enumerate(up.calls) if p.endswith("/getGuestAttributes"))
+    assert len(inserts) == 3 and max(inserts) < first_wait, up.calls
+
+    # The summary: one block per VM, tunnels on distinct local ports, and the fleet's total.
+    vms = summary_lines(up.stdout, "VM")
+    assert sorted(v.split()[0] for v in vms) == NAMES, vms
+    tunnels = summary_lines(up.stdout, "Tunnel")
+    ports = sorted(re.search(r"-L (\d+):localhost:", t).group(1) for t in tunnels)
+    assert ports == ["8080", "8081", "8082"], tunnels
+    fleet = summary_lines(up.stdout, "Fleet")
+    assert len(fleet) == 1 and fleet[0].startswith("3 VMs (jupyter-gpu, jupyter-gpu-2, jupyter-gpu-3)"), fleet
+    running = float(re.search(r"\$([\d.]+)/hour running", fleet[0]).group(1))
+    assert 3 * 0.70 < running < 3 * 0.80, fleet  # three n1-standard-8 + T4 at list price
+
+    # Each VM is its own machine with its own JupyterLab: a cell run through each printed tunnel
+    # answers with that VM's host name.
+    opens = summary_lines(up.stdout, "Then open")
+    assert len(opens) == 3
+    for vm_line, tunnel_cmd, open_line in zip(vms, tunnels, opens, strict=True):
+        token_cmd = re.search(r"\(token: (.*)\)$", open_line).group(1)
+        token = subprocess.run(shlex.split(token_cmd), stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True, timeout=60, check=True).stdout.strip()
+        with tunnel(tunnel_cmd) as port:
+            assert run_cell(port, token, "import socket; socket.gethostname()") == repr(vm_line.split()[0])
+
+
+def test_ray_cluster_forms_and_a_notebook_spreads_tasks(cluster, cluster_sandbox):
+    sb, up = cluster_sandbox, cluster
     # Every node carries the cluster's tag; one rule lets only those tags in, on every port.
     rule = sb.api("GET", f"/compute/v1/projects/{sb.project}/global/firewalls/jupyter-gpu-cluster-internal")
     assert rule["sourceTags"] == ["jupyter-gpu-cluster"] and rule["targetTags"] == ["jupyter-gpu-cluster"], rule
@@ -251,6 +287,12 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     assert again.changed == 0, again
     assert mutating_calls(sb) == []
 
+    # Status shows every VM.
+    status = run_playbook("playbooks/status.yml", sb)
+    assert status.rc == 0, status
+    for name in NAMES:
+        assert re.search(r"^\s*%s\s+us-central1-a\s+RUNNING" % name, status.stdout, re.M), status.stdout
+
     # A GCE stop and start of a worker (a host event, the idle agent, make stop/start of one VM).
     path = f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{NAMES[2]}"
     address = sb.api("GET", path)["networkInterfaces"][0]["networkIP"]
@@ -273,6 +315,20 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     while alive_ray_nodes(sb) != 3 and time.monotonic() < deadline:
         time.sleep(3)
     assert alive_ray_nodes(sb) == 3
+
+
+@pytest.mark.usefixtures("cluster")
+def test_stop_stops_every_node(cluster_sandbox, cluster_vars):
+    sb = cluster_sandbox
+    stopped = run_playbook("playbooks/stop.yml", sb, extra_vars=cluster_vars)
+    assert stopped.rc == 0, stopped
+    for name in NAMES:
+        vm = sb.api("GET", f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{name}")
+        assert vm["status"] == "TERMINATED", name
+    deadline = time.monotonic() + 90
+    while [c.split()[1] for c in containers(sb)] != ["exited"] * 3 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert [c.split()[1] for c in containers(sb)] == ["exited"] * 3
 
 
 @pytest.mark.usefixtures("cluster")
