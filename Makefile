@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 SANDBOX_STATE ?= .sandbox
 # Parallel workers: the Molecule scenarios and sandbox playbooks spend most of their time waiting.
 # Each worker takes whole modules (and single Molecule scenarios), longest first (tests/conftest.py).
-PYTEST_ARGS ?= -n 3 --dist loadgroup --no-loadscope-reorder
+PYTEST_ARGS ?= -n 3 --dist loadscope
 PLAYBOOK_ARGS ?=
 
 ifdef GCP_PROJECT

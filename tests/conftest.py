@@ -172,28 +172,39 @@ HEAVY = {
     "tests/playbooks/test_preflight.py": 150,
 }
 PLAYBOOKS = 100  # a module of tests/playbooks: several playbook runs against the sandbox
+MOLECULE = "tests/roles/test_molecule.py"
 
 
-def work_unit(item) -> str:
-    """What one xdist worker runs as a whole under --dist loadgroup: a module, since module
-    fixtures (a converged cluster, a provisioned VM) are set up once per worker that runs any of
-    its tests; each Molecule scenario on its own."""
-    module = item.nodeid.split("::", 1)[0]
-    callspec = getattr(item, "callspec", None)
-    if module == "tests/roles/test_molecule.py" and callspec is not None:
-        return "molecule-" + callspec.id  # no brackets: xdist reads the group after the last "]"
-    return module
+def work_unit(nodeid: str) -> str:
+    """What one xdist worker runs as a whole: a module, since module fixtures (a converged
+    cluster, a provisioned VM) are set up once per worker that runs any of its tests; each
+    Molecule scenario on its own."""
+    module = nodeid.split("::", 1)[0]
+    return nodeid if module == MOLECULE and "[" in nodeid else module
 
 
-def weight(item) -> int:
-    module = item.nodeid.split("::", 1)[0]
-    return HEAVY.get(item.nodeid, HEAVY.get(module, PLAYBOOKS if module.startswith("tests/playbooks/") else 0))
+def weight(nodeid: str) -> int:
+    unit = work_unit(nodeid)
+    return HEAVY.get(unit, PLAYBOOKS if unit.startswith("tests/playbooks/") else 0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist adds the group to the node id
 def pytest_collection_modifyitems(config, items):
-    """Longest work units first, each a group of its own (run with -n N --dist loadgroup
-    --no-loadscope-reorder, as the Makefile does)."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(work_unit(item)))
-    items.sort(key=weight, reverse=True)
+    """Longest work units first; the order is kept by the scheduler below."""
+    items.sort(key=lambda item: weight(item.nodeid), reverse=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """With --dist loadscope (the Makefile's), a scope is a work unit as above, handed out in
+    collection order: longest first. (xdist_group markers would do it, but xdist 3.8 marks
+    them on a node id attribute that pytest 9.2 no longer reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LongestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False
+    return LongestFirst(config, log)

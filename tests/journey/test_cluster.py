@@ -125,8 +125,18 @@ def alive_ray_nodes(sb) -> int:
     head_ip = nodes(sb)[0]["ip"]
     out = on_node(sb, NAMES[0], f"sudo -u jupyter /opt/ray/venv/bin/ray status --address {head_ip}:6379")
     assert out.returncode == 0, out.stdout + out.stderr
+    if "Active:" not in out.stdout:  # "No cluster status": Ray's monitor has not reported yet
+        return 0
     active = out.stdout.split("Active:", 1)[1].split("Pending:", 1)[0]
     return len(re.findall(r"^\s*1 node_", active, re.M))
+
+
+def wait_for_ray_nodes(sb, count: int, seconds: float) -> int:
+    """Ray's monitor publishes the cluster's status some seconds after the nodes join."""
+    deadline = time.monotonic() + seconds
+    while (alive := alive_ray_nodes(sb)) != count and time.monotonic() < deadline:
+        time.sleep(3)
+    return alive
 
 
 def run_in_kernel(port: int, token: str, kernel: str, code: str, timeout: float = 180) -> str:
@@ -233,7 +243,7 @@ def test_ray_cluster_forms_and_a_notebook_spreads_tasks(cluster, cluster_sandbox
         vm = sb.api("GET", f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{name}")
         assert "jupyter-gpu-cluster" in vm["tags"]["items"], vm["tags"]
 
-    assert alive_ray_nodes(sb) == 3
+    assert wait_for_ray_nodes(sb, 3, 120) == 3
     # The dashboard listens on the head's loopback only.
     listening = on_node(sb, NAMES[0], "ss -Hltn 'sport = :8265'").stdout
     assert "127.0.0.1:8265" in listening and "0.0.0.0:8265" not in listening, listening
@@ -300,10 +310,7 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     deadline = time.monotonic() + 120
     while sb.api("GET", path)["status"] != "TERMINATED" and time.monotonic() < deadline:
         time.sleep(1)
-    deadline = time.monotonic() + 120
-    while alive_ray_nodes(sb) != 2 and time.monotonic() < deadline:
-        time.sleep(3)
-    assert alive_ray_nodes(sb) == 2
+    assert wait_for_ray_nodes(sb, 2, 120) == 2
     sb.api("POST", path + "/start")
     deadline = time.monotonic() + 120
     while sb.api("GET", path)["status"] != "RUNNING" and time.monotonic() < deadline:
@@ -311,10 +318,7 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     # It keeps its internal address, as on GCE, and its Ray worker (enabled, Restart=always) finds
     # the head again by itself: no rerun needed.
     assert sb.api("GET", path)["networkInterfaces"][0]["networkIP"] == address
-    deadline = time.monotonic() + 180
-    while alive_ray_nodes(sb) != 3 and time.monotonic() < deadline:
-        time.sleep(3)
-    assert alive_ray_nodes(sb) == 3
+    assert wait_for_ray_nodes(sb, 3, 180) == 3
 
 
 @pytest.mark.usefixtures("cluster")
