@@ -59,8 +59,10 @@ def run_playbook(
     tags: str | None = None,
     env: dict[str, str | None] | None = None,
     timeout: int = 600,
+    args: list[str] | None = None,
 ) -> PlaybookResult:
-    """Run ansible-playbook from the repository root, pointed at `sandbox` when given."""
+    """Run ansible-playbook from the repository root, pointed at `sandbox` when given; `args` go on
+    the command line as a user types them (after extra_vars, so they win)."""
     run_env = dict(os.environ)
     run_env.update(
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -86,6 +88,7 @@ def run_playbook(
         cmd.append("--diff")
     if tags:
         cmd += ["--tags", tags]
+    cmd += args or []
     proc = subprocess.run(
         cmd, cwd=REPO, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, timeout=timeout, stdin=subprocess.DEVNULL,
@@ -132,7 +135,7 @@ NO_GCLOUD = OPTIONAL_TOOL + " gcloud (the Google Cloud SDK, which scripts/bootst
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
+def pytest_runtest_makereport():
     outcome = yield
     report = outcome.get_result()
     if not report.skipped or os.environ.get("ALLOW_MISSING_TOOLS") == "1" or hasattr(report, "wasxfail"):
@@ -165,6 +168,7 @@ HEAVY = {
     "tests/playbooks/test_service_account.py": 400,
     "tests/playbooks/test_failover_access.py": 330,
     "tests/playbooks/test_firewall_retries.py": 250,
+    "tests/playbooks/test_fleet_changes.py": 400,
     "tests/unit/test_idle_autostop_cluster_containers.py": 230,
     "tests/journey/test_console.py": 200,
     "tests/playbooks/test_network_exposure.py": 180,
@@ -188,7 +192,7 @@ def weight(nodeid: str) -> int:
     return HEAVY.get(unit, PLAYBOOKS if unit.startswith("tests/playbooks/") else 0)
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     """Longest work units first; the order is kept by the scheduler below."""
     items.sort(key=lambda item: weight(item.nodeid), reverse=True)
 

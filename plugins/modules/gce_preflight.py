@@ -47,12 +47,15 @@ options:
     description: Attached GPUs; 0 for A2/A3/A4/G2/G4 whose GPUs are built in. Checked here, so true/false is refused.
     type: raw
     default: 0
-  fleet_size:
+  fleet:
     description:
-      - VMs of this shape in the declaration (gce_vm_count). Quota and the budget are checked for all of them, as if
-        none existed yet.
-    type: int
-    default: 1
+      - The names of every VM of this shape in the declaration (gce_vm_count / gce_vm_names); empty for I(name) alone.
+      - The budget holds for all of them. Quota is checked only for those that hold none now, the ones not
+        created yet or stopped (a running VM's GPUs and vCPUs are already in the usage), so growing a fleet asks
+        only for the new VMs.
+    type: list
+    elements: str
+    default: []
   image_project: {description: Image project., type: str, required: true}
   image_family: {description: Image family., type: str, required: true}
   disk_size_gb: {description: Boot disk size., type: int, required: true}
@@ -167,11 +170,14 @@ api_disabled:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gce_client import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gce_client import (
     GceClient, GceApiError, GceError, auth_argument_spec, instance_summary, resource_name)
-from ansible.module_utils import gce_pricing  # noqa: E402
-from ansible.module_utils import gce_preflight_checks as pc  # noqa: E402
+from ansible.module_utils import gce_pricing
+from ansible.module_utils import gce_preflight_checks as pc
+
+# States in which a VM holds its vCPU and GPU quota (a stopped or suspended one gives it back).
+QUOTA_HOLDING = ("PROVISIONING", "STAGING", "RUNNING", "REPAIRING")
 
 
 def differences(p, summary):
@@ -388,8 +394,10 @@ def api_checks(client, p, result):
     refusals.extend(candidate_refusals_and_warnings(p, dropped, result))
 
     # Quota: limit - usage, per candidate region and project-wide.
-    wanted = [(metric, amount * p["fleet_size"], scope)
+    # A disk holds its quota whether its VM runs or not; vCPUs and GPUs only while it runs.
+    wanted = [(metric, amount * (p["new_vms"] if metric.endswith("_GB") else p["quota_vms"]), scope)
               for metric, amount, scope in pc.quota_metrics(p, vcpus, gpu_type, gpu_count)]
+    wanted = [w for w in wanted if w[1] > 0]
     project_res = client.get(client.project_path())
     project_quotas = pc.quotas_map(project_res)
     project_short = pc.quota_shortfalls(p, {"project": project_quotas},
@@ -443,7 +451,7 @@ def main():
         machine_type=dict(type="str", required=True),
         gpu_type=dict(type="str", default=""),
         gpu_count=dict(type="raw", default=0),
-        fleet_size=dict(type="int", default=1),
+        fleet=dict(type="list", elements="str", default=[]),
         image_project=dict(type="str", required=True),
         image_family=dict(type="str", required=True),
         disk_size_gb=dict(type="int", required=True),
@@ -482,6 +490,11 @@ def main():
     result = {"changed": False, "exists": False, "fast_path": False, "api_disabled": False, "checks": [],
               "api_calls": 0, "candidate_zones": [], "dropped_zones": []}
 
+    p["fleet"] = p["fleet"] or [p["name"]]
+    if p["name"] not in p["fleet"]:
+        p["fleet"] = [p["name"]] + p["fleet"]
+    p["fleet_size"] = len(p["fleet"])
+    p["quota_vms"] = p["new_vms"] = p["fleet_size"]
     refusals = pc.local_refusals(p)
     if refusals:
         fail(module, result, refusals, "local")
@@ -493,7 +506,13 @@ def main():
     if p["api_checks"]:
         client = GceClient.from_module(module)
         try:
-            found = client.aggregated_list("instances", filter='name = "%s"' % p["name"])
+            # One read for the whole fleet: which of its VMs exist, and which already hold quota.
+            found = client.aggregated_list("instances", filter=" OR ".join(
+                '(name = "%s")' % n for n in p["fleet"]))
+            holding = set(i["name"] for i in found if i.get("status") in QUOTA_HOLDING)
+            p["quota_vms"] = len([n for n in p["fleet"] if n not in holding])
+            p["new_vms"] = len(set(p["fleet"]) - set(i["name"] for i in found))
+            found = [i for i in found if i["name"] == p["name"]]
             if found:
                 existing = instance_summary(found[0])
                 result["exists"] = True
