@@ -48,7 +48,7 @@ def _admin(port: int, method: str, path: str, body: dict | None = None, timeout:
             detail = json.loads(payload)
         except ValueError:
             detail = payload.decode(errors="replace")
-        raise SystemExit(f"gce-sandbox: {method} /_sandbox/{path} failed ({exc.code}): {json.dumps(detail)}")
+        raise SystemExit(f"gce-sandbox: {method} /_sandbox/{path} failed ({exc.code}): {json.dumps(detail)}") from None
 
 
 def _health(port: int) -> dict | None:
@@ -98,7 +98,6 @@ def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, ti
     if info:
         return info
     (state_dir / "server.json").unlink(missing_ok=True)
-    log = open(state_dir / "server.log", "ab")
     cmd = [sys.executable, "-m", "gce_sandbox", "serve", "--state-dir", str(state_dir), "--port", str(port)]
     if project:
         cmd += ["--project", project]
@@ -109,9 +108,9 @@ def start(state_dir: pathlib.Path, port: int = 0, project: str | None = None, ti
     env = dict(os.environ)
     pkg_root = str(pathlib.Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                            start_new_session=True, close_fds=True)
-    log.close()
+    with open(state_dir / "server.log", "ab") as log:  # the server keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True, close_fds=True)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:

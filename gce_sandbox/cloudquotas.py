@@ -70,7 +70,8 @@ class CloudQuotas:
                     raise ApiError(404, f"QuotaPreference {parent}/quotaPreferences/{pid} not found.", "notFound")
                 return "cloudquotas.projects.locations.quotaPreferences.get", (200, pref)
             if method == "PATCH":
-                return "cloudquotas.projects.locations.quotaPreferences.patch", self._patch(parent, pid, query, body or {})
+                patched = self._patch(parent, pid, query, body or {})
+                return "cloudquotas.projects.locations.quotaPreferences.patch", patched
         m = re.match(r"^v1/projects/([^/]+)/locations/global/services/([^/]+)/quotaInfos(?:/([^/]+))?$", rel)
         if m and method == "GET":
             parent = self._parent(m.group(1))

@@ -108,11 +108,11 @@ class Api:
             path_matched = True
             if route.http_method != http_method:
                 continue
-            params = dict(zip(route.params, m.groups()))
+            params = dict(zip(route.params, m.groups(), strict=True))
             if route.named:
                 nm = route.named[0].match(path)
                 if nm:
-                    params.update(zip(route.named[1], nm.groups()))
+                    params.update(zip(route.named[1], nm.groups(), strict=True))
             return route, params
         if path_matched:
             raise ApiError(405, f"Method {http_method} is not allowed on this resource.",
@@ -135,9 +135,8 @@ class Api:
             raise ApiError(400, message, "invalid", details=[{
                 "@type": "type.googleapis.com/google.rpc.BadRequest",
                 "fieldViolations": [
-                    {"field": f"{at}.{n}" if at else n,
-                     "description": f"Invalid JSON payload received. Unknown name \"{n}\" at '{at}': Cannot find field."}
-                    for n, at in unknown],
+                    {"field": f"{at}.{n}" if at else n, "description": f"Invalid JSON payload received. {line}"}
+                    for (n, at), line in zip(unknown, lines, strict=True)],
             }])
 
     def _validate(self, schema_name: str, value: Any, at: str, unknown: list) -> None:

@@ -38,7 +38,7 @@ from .errors import ApiError
 from .oauth import TokenEndpoint
 from .podman_vms import PodmanBackend
 from .serviceusage import ServiceUsage
-from .tlsca import CertificateAuthority, InvalidHost, check_host
+from .tlsca import CertificateAuthority, InvalidHostError, check_host
 
 STATE_VERSION = 1
 # Hosts the sandbox answers inside a CONNECT tunnel.
@@ -448,7 +448,7 @@ class Handler(BaseHTTPRequestHandler):
                     pass
 
     # ---- CONNECT ---------------------------------------------------------------------
-    def do_CONNECT(self) -> None:  # noqa: N802
+    def do_CONNECT(self) -> None:
         host, _, port = self.path.rpartition(":")
         host = host.lower()
         shown = ascii(self.path)[1:-1][:200]
@@ -457,7 +457,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             check_host(host)
-        except InvalidHost:
+        except InvalidHostError:
             msg = f"gce-sandbox refuses CONNECT {shown}: not a host:port with a valid DNS host name.\n"
             self._send_raw(400, msg.encode(), "text/plain; charset=utf-8", close=True)
             return
@@ -469,7 +469,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             context = self.sandbox.ca.context_for(host)
-        except (InvalidHost, OSError, ValueError) as exc:
+        except (InvalidHostError, OSError, ValueError) as exc:
             self._send_raw(500, f"gce-sandbox: no certificate for {host}: {exc}\n".encode(),
                            "text/plain; charset=utf-8", close=True)
             return
@@ -488,19 +488,19 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = False
 
     # ---- verbs -----------------------------------------------------------------------
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._serve("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         self._serve("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._serve("DELETE")
 
     def _read_body(self) -> bytes:

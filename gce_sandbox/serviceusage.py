@@ -141,7 +141,7 @@ class ServiceUsage:
     def advance(self) -> bool:
         """Finish enable/disable operations nobody polled (as the real service does)."""
         changed = False
-        for name, op in list(self.state.get("serviceusage_operations", {}).items()):
+        for op in list(self.state.get("serviceusage_operations", {}).values()):
             if time.time() >= op["ready_at"] + 2 and self.state["services"].get(op["service"]) != op["target"]:
                 self.state["services"][op["service"]] = op["target"]
                 changed = True

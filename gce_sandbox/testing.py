@@ -65,16 +65,15 @@ class SandboxProcess:
         env = dict(os.environ)
         pkg_root = str(pathlib.Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        self._log = open(self.state_dir / "server.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gce_sandbox", "serve", "--state-dir", str(self.state_dir), "--port", "0",
-             "--project", self.project, "--vms", self.vms, "--timing", self.timing,
-             "--timing-scale", str(self.timing_scale)],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log, env=env)
+        with open(self.state_dir / "server.log", "ab") as log:  # the server keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gce_sandbox", "serve", "--state-dir", str(self.state_dir), "--port", "0",
+                 "--project", self.project, "--vms", self.vms, "--timing", self.timing,
+                 "--timing-scale", str(self.timing_scale)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                self._log.close()
                 raise RuntimeError(f"sandbox exited with {self.proc.returncode}: "
                                    f"{(self.state_dir / 'server.log').read_text()[-3000:]}")
             try:
@@ -105,7 +104,6 @@ class SandboxProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
-        self._log.close()
         self.proc = None
         if self.vms == "podman":
             from .cli import purge_vms

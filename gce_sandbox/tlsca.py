@@ -34,19 +34,19 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOST_RE = re.compile(rf"(?:{_LABEL}\.)+{_LABEL}")
 
 
-class InvalidHost(ValueError):
+class InvalidHostError(ValueError):
     """A host name the sandbox will not make a certificate for."""
 
 
 def check_host(host: str, allowed: Iterable[str] | None = None) -> str:
-    """`host` if it is a plain DNS name (and one of `allowed`, when given); else InvalidHost.
+    """`host` if it is a plain DNS name (and one of `allowed`, when given); else InvalidHostError.
 
     Checked before the name comes near the file system: certificate files are named after it."""
     if not isinstance(host, str) or len(host) > 253 or not HOST_RE.fullmatch(host) or ".." in host \
             or "/" in host or "\\" in host or "\0" in host:
-        raise InvalidHost(f"not a valid host name: {host!r}")
+        raise InvalidHostError(f"not a valid host name: {host!r}")
     if allowed is not None and host not in allowed:
-        raise InvalidHost(f"the sandbox does not serve {host!r}")
+        raise InvalidHostError(f"the sandbox does not serve {host!r}")
     return host
 
 
@@ -165,7 +165,7 @@ class CertificateAuthority:
         # Only [a-z0-9.-] and no "..": the name stays a file name inside self.dir.
         cert_path, key_path = self.dir / f"leaf-{host}.pem", self.dir / f"leaf-{host}-key.pem"
         if cert_path.parent != self.dir or key_path.parent != self.dir:
-            raise InvalidHost(f"not a valid host name: {host!r}")
+            raise InvalidHostError(f"not a valid host name: {host!r}")
         if _read_regular(cert_path) is not None and _read_regular(key_path) is not None:
             return cert_path, key_path
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -189,7 +189,7 @@ class CertificateAuthority:
         return cert_path, key_path
 
     def context_for(self, host: str) -> ssl.SSLContext:
-        """Raises InvalidHost for a name it will not sign (nothing is written then)."""
+        """Raises InvalidHostError for a name it will not sign (nothing is written then)."""
         check_host(host, self.hosts)
         with self._lock:
             ctx = self._contexts.get(host)

@@ -76,7 +76,7 @@ def nvidia_smi_csv(stdout, fields):
         cells = [c.strip() for c in line.split(",")]
         if len(cells) != len(fields):
             raise ValueError(f"nvidia-smi CSV row has {len(cells)} cells, expected {len(fields)}: {line!r}")
-        rows.append({f: (None if c in ("N/A", "[N/A]", "") else c) for f, c in zip(fields, cells)})
+        rows.append({f: (None if c in ("N/A", "[N/A]", "") else c) for f, c in zip(fields, cells, strict=True)})
     return rows
 
 

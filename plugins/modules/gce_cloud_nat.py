@@ -45,8 +45,8 @@ action: {description: created, added, removed, deleted or unchanged., type: str,
 router: {description: The router as the API returns it (absent when deleted or missing)., type: dict, returned: always}
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gce_client import GceClient, GceApiError, GceError, auth_argument_spec  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gce_client import GceClient, GceApiError, GceError, auth_argument_spec
 
 
 def nat_config(name):

@@ -63,10 +63,10 @@ deleted:
 lines: {description: One readable line per stopped VM., type: list, elements: str, returned: always}
 """
 
-import datetime  # noqa: E402
+import datetime
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gce_client import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gce_client import (
     GceClient, GceError, auth_argument_spec, label_filter, resource_name)
 
 DAY = 86400.0

@@ -100,10 +100,10 @@ attempts: {description: Read-modify-write rounds it took (0 when nothing was wri
 etag: {description: The policy's etag afterwards., type: str, returned: always}
 """
 
-import time  # noqa: E402
+import time
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gce_client import GceApiError, GceClient, GceError, auth_argument_spec  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gce_client import GceApiError, GceClient, GceError, auth_argument_spec
 
 CRM = "https://cloudresourcemanager.googleapis.com/v1/projects/%s"
 STORAGE = "https://storage.googleapis.com/storage/v1/b/%s/iam"

@@ -170,7 +170,8 @@ changes:
   returned: always
   type: list
   elements: dict
-  sample: [{"parameter": "machine_type", "before": "n1-standard-8", "after": "n1-standard-16", "call": "setMachineType"}]
+  sample:
+    - {"parameter": "machine_type", "before": "n1-standard-8", "after": "n1-standard-16", "call": "setMachineType"}
 diff:
   description: Managed settings before and after.
   returned: always
@@ -374,10 +375,10 @@ def plan_changes(params, instance, disks_by_device):
         sa = params["service_account"]
         want_scopes = sorted(set(normalize_scope(s) for s in sa.get("scopes") or []))
         email = sa.get("email") or "default"
-        if not email_matches(email, before["service_account"]["email"]) or \
-                want_scopes != before["service_account"]["scopes"]:
+        current = before["service_account"]["email"]
+        if not email_matches(email, current) or want_scopes != before["service_account"]["scopes"]:
             after["service_account"] = {
-                "email": before["service_account"]["email"] if email_matches(email, before["service_account"]["email"]) else email,
+                "email": current if email_matches(email, current) else email,
                 "scopes": want_scopes}
             add("service_account", "setServiceAccount", {"email": email, "scopes": want_scopes}, True)
 
@@ -421,7 +422,7 @@ def plan_changes(params, instance, disks_by_device):
                 "%s: refusing to shrink disk %r from %d GB to %d GB. Compute Engine disks can only "
                 "grow: set %s to %d or more, or, for a smaller disk, create a new one and copy the "
                 "data." % (label, device, current, size, label, current))
-    for device, size, label in wanted_sizes:
+    for device, size, _label in wanted_sizes:
         if size > before["disks"][device]:
             after["disks"][device] = size
             changes.append(dict(parameter="disks.%s" % device, before=before["disks"][device], after=size,

@@ -115,16 +115,16 @@ action: {description: created, started or none., type: str, returned: always}
 api_calls: {description: Compute API requests made., type: int, returned: always}
 """
 
-import json  # noqa: E402
+import json
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gce_client import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gce_client import (
     GceClient, GceApiError, GceConnectionError, GceError, GceOperationError, GceTimeoutError, auth_argument_spec,
     instance_summary, label_filter)
-from ansible.module_utils.gce_failover import (  # noqa: E402
+from ansible.module_utils.gce_failover import (
     EXHAUSTED, attempt_line, global_quota_message, no_zone_message, quota_metric, zones_available_hint)
-from ansible.module_utils.gce_preflight_checks import has_builtin_gpus  # noqa: E402
-from ansible.module_utils.gce_pricing import region_of  # noqa: E402
+from ansible.module_utils.gce_preflight_checks import has_builtin_gpus
+from ansible.module_utils.gce_pricing import region_of
 
 API = "https://www.googleapis.com/compute/v1"
 

@@ -52,10 +52,10 @@ preference: {description: The QuotaPreference as the API returned it., type: dic
 action: {description: created, updated, unchanged or not_needed., type: str, returned: always}
 """
 
-import re  # noqa: E402
+import re
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.gce_client import GceClient, GceApiError, GceError, auth_argument_spec  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gce_client import GceClient, GceApiError, GceError, auth_argument_spec
 
 CLOUDQUOTAS = "https://cloudquotas.googleapis.com/v1"
 GLOBAL_METRICS = ("GPUS_ALL_REGIONS", "CPUS_ALL_REGIONS")

@@ -202,6 +202,7 @@ error_kind:
   returned: failure
 """
 
+import contextlib
 import datetime
 import grp
 import os
@@ -333,30 +334,31 @@ def _run(cmd, env, log_file, ident):
     full_env = ident.env(env)
     # Progress bars are meant for a terminal; PYTHONUNBUFFERED makes records reach the log live.
     full_env["PYTHONUNBUFFERED"] = "1"
-    log = None
-    if log_file:
-        os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
-        log = open(log_file, "ab", buffering=0)
-        stamp = datetime.datetime.now().isoformat(timespec="seconds")
-        log.write(("\n=== %s %s\n" % (stamp, " ".join(cmd))).encode())
     chunks = []
-    start = time.monotonic()
-    try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=full_env, cwd="/", **ident.spawn)
-        while True:
-            data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
-            if not data:
-                break
-            chunks.append(data)
+    rc = "?"
+    with contextlib.ExitStack() as stack:
+        log = None
+        if log_file:
+            os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
+            log = stack.enter_context(open(log_file, "ab", buffering=0))
+            stamp = datetime.datetime.now().isoformat(timespec="seconds")
+            log.write(("\n=== %s %s\n" % (stamp, " ".join(cmd))).encode())
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=full_env, cwd="/", **ident.spawn)
+            while True:
+                data = proc.stdout.read1(65536) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
+                if not data:
+                    break
+                chunks.append(data)
+                if log:
+                    log.write(data)
+            rc = proc.wait()
+        finally:
+            elapsed = time.monotonic() - start
             if log:
-                log.write(data)
-        rc = proc.wait()
-    finally:
-        elapsed = time.monotonic() - start
-        if log:
-            log.write(("=== exit %s after %.1f s\n" % (locals().get("rc", "?"), elapsed)).encode())
-            log.close()
+                log.write(("=== exit %s after %.1f s\n" % (rc, elapsed)).encode())
     return rc, b"".join(chunks).decode("utf-8", "replace"), elapsed
 
 

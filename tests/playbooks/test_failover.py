@@ -39,7 +39,7 @@ def inserts(sb):
 CANDIDATES = ["us-central1-a", "us-central1-b", "us-central1-c", "us-central1-f"]
 
 
-def test_two_stockouts_then_the_hinted_zone(sandbox, place_playbook):
+def test_two_stockouts_then_the_hinted_zone(sandbox):
     sandbox.enable_compute()
     sandbox.add_fault("zone_exhausted", zone="us-central1-a", with_details=False, count=1)
     sandbox.add_fault("zone_exhausted", zone="us-central1-b", with_details=True,
@@ -53,7 +53,8 @@ def test_two_stockouts_then_the_hinted_zone(sandbox, place_playbook):
     text = flat(result)
     assert "VM jupyter-gpu in us-central1-f" in text, result
     assert ("Zones us-central1-a: out of capacity (ZONE_RESOURCE_POOL_EXHAUSTED); us-central1-b: out of capacity "
-            "(ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS; GCE suggested us-central1-f); then us-central1-f: created") in text, result
+            "(ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS; GCE suggested us-central1-f); then us-central1-f: created"
+            ) in text, result
     # Exactly one VM and its one disk, nothing in the failed zones.
     assert instances(sandbox) == [("us-central1-f", NAME, "RUNNING")]
     assert disks(sandbox) == [("us-central1-f", NAME)]

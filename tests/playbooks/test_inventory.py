@@ -29,8 +29,9 @@ def create_vm(sb, name, zone, labels, external=True, spot=False):
         "machineType": f"zones/{zone}/machineTypes/n1-standard-4",
         "disks": [{"boot": True, "autoDelete": True, "initializeParams": {
             "sourceImage": "projects/debian-cloud/global/images/family/debian-12"}}],
-        "networkInterfaces": [{"network": "global/networks/default",
-                               "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}] if external else []}],
+        "networkInterfaces": [{
+            "network": "global/networks/default",
+            "accessConfigs": [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}] if external else []}],
         "labels": labels,
     }
     if spot:

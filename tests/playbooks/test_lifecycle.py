@@ -3,7 +3,6 @@
 import re
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -11,7 +10,7 @@ import yaml
 from conftest import REPO, run_playbook
 
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
-import gce_pricing  # noqa: E402
+import gce_pricing
 
 ZONE = "us-central1-a"
 NAME = "jupyter-gpu"

@@ -42,7 +42,8 @@ VM_TASK = f"""
           - auto_delete: true
             boot: true
             initialize_params:
-              source_image: projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2404-nvidia-580
+              source_image: "projects/deeplearning-platform-release/global/images/family/\
+common-cu129-ubuntu-2404-nvidia-580"
               disk_size_gb: 100
         network_interfaces:
           - network:
@@ -144,7 +145,7 @@ keyed_groups:
     assert agg and agg[0]["query"]["filter"] == "labels.app = jupyter"
 
 
-def test_service_account_key_gets_a_token(sb, tmp_path):
+def test_service_account_key_gets_a_token(sb):
     from google.auth.transport.requests import AuthorizedSession
     from google.oauth2 import service_account
 

@@ -16,7 +16,7 @@ import requests
 
 from gce_sandbox.envfiles import ADMIN_TOKEN_HEADER, ensure_admin_token, read_admin_token
 from gce_sandbox.server import SERVED_HOSTS
-from gce_sandbox.tlsca import CertificateAuthority, InvalidHost, check_host
+from gce_sandbox.tlsca import CertificateAuthority, InvalidHostError, check_host
 
 from .helpers import PROJECT, ZONE
 
@@ -48,14 +48,14 @@ def _tree(root: pathlib.Path) -> set[str]:
     "COMPUTE.googleapis.com", "a" * 64 + ".googleapis.com",
 ])
 def test_invalid_host_names_are_refused(host):
-    with pytest.raises(InvalidHost):
+    with pytest.raises(InvalidHostError):
         check_host(host)
 
 
 def test_only_served_hosts_get_a_certificate():
     for host in SERVED_HOSTS:
         assert check_host(host, SERVED_HOSTS) == host
-    with pytest.raises(InvalidHost):
+    with pytest.raises(InvalidHostError):
         check_host("bigquery.googleapis.com", SERVED_HOSTS)
 
 
@@ -126,7 +126,7 @@ def test_invalid_host_writes_no_certificate(tmp_path):
     ca = CertificateAuthority(state, SERVED_HOSTS)
     before = _tree(tmp_path)
     for host in ("../../a.googleapis.com", "bigquery.googleapis.com"):
-        with pytest.raises(InvalidHost):
+        with pytest.raises(InvalidHostError):
             ca.context_for(host)
     assert _tree(tmp_path) == before
 

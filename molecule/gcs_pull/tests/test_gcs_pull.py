@@ -50,7 +50,7 @@ def sha256_remote(host, path: str) -> str:
     return host.check_output(f"sha256sum {path}").split()[0]
 
 
-def ansible(args: list[str], tmp_path: Path, state: dict, playbook: bool = True, check: bool = True):
+def ansible(args: list[str], tmp_path: Path, playbook: bool = True, check: bool = True):
     """Run ansible-playbook (or ad-hoc ansible) against the container, as a user would."""
     inventory = tmp_path / "inventory.ini"
     inventory.write_text(f"{CONTAINER} ansible_connection=containers.podman.podman\n")
@@ -95,7 +95,7 @@ def module_call(tmp_path, state, src, dest, *extra):
         "endpoint": state["https_url"], "boto_config": "/etc/gcs_pull/boto.cfg",
         "log_file": "/var/log/gcs_pull/verify.log",
     }
-    proc = ansible(["-m", "gcs_rsync", "-a", json.dumps(args), *extra], tmp_path, state, playbook=False, check=False)
+    proc = ansible(["-m", "gcs_rsync", "-a", json.dumps(args), *extra], tmp_path, playbook=False, check=False)
     out = json.loads(proc.stdout[proc.stdout.index("{"):])
     return proc.returncode, out["plays"][0]["tasks"][0]["hosts"][CONTAINER]
 
@@ -153,14 +153,14 @@ def test_changes_are_pulled_and_user_files_kept(host, state, tmp_path):
     host.check_output(f"echo mine > {DATASET}/my-notes.txt")               # a user's own file
     host.check_output(f"echo stale > {MODELS}/old-checkpoint.pt")          # delete_extraneous pull
 
-    dry = ansible([str(SCENARIO / "converge.yml"), "--check"], tmp_path, state)
+    dry = ansible([str(SCENARIO / "converge.yml"), "--check"], tmp_path)
     would = pull_results(dry)
     assert would["dataset"]["dry_run"] is True
     assert sorted(would["dataset"]["copied"]) == ["large/shard-0.bin", "small/part-0/sample-0007.bin"]
     assert would["models"]["deleted"] == ["old-checkpoint.pt"]
     assert host.file(f"{MODELS}/old-checkpoint.pt").exists  # check mode touched nothing
 
-    run = ansible([str(SCENARIO / "converge.yml")], tmp_path, state)
+    run = ansible([str(SCENARIO / "converge.yml")], tmp_path)
     got = pull_results(run)
     assert got["dataset"]["changed"] is True
     assert sorted(got["dataset"]["copied"]) == ["large/shard-0.bin", "small/part-0/sample-0007.bin"]
@@ -209,11 +209,11 @@ def test_missing_bucket_is_named(state, tmp_path):
     assert "bucket does not exist" in res["msg"] and "no-such-bucket-here" in res["msg"]
 
 
-def test_bad_url_fails_before_anything_runs(host, state, tmp_path):
+def test_bad_url_fails_before_anything_runs(host, tmp_path):
     bad = json.dumps({"gcs_pull_pulls": [
         {"src": "gs://gcs-pull-test/dataset", "dest": "/srv/data/ok"},
         {"src": "gs:/Bad_Bucket/data", "dest": "/srv/data/bad"}]})
-    proc = ansible([str(SCENARIO / "converge.yml"), "-e", bad], tmp_path, state, check=False)
+    proc = ansible([str(SCENARIO / "converge.yml"), "-e", bad], tmp_path, check=False)
     assert proc.returncode != 0
     assert "gcs_pull_pulls[1].src must be gs://BUCKET[/PREFIX]" in proc.stdout
     assert "gs:/Bad_Bucket/data" in proc.stdout
@@ -228,7 +228,7 @@ def test_symlinked_dest_is_refused_before_anything_changes(host, state, tmp_path
     pulls = json.dumps({"gcs_pull_pulls": [
         {"name": "hostile", "src": "gs://gcs-pull-test/models", "dest": "/home/analyst/data/cifar10",
          "owner": "analyst"}]})
-    proc = ansible([str(SCENARIO / "converge.yml"), "-e", pulls], tmp_path, state, check=False)
+    proc = ansible([str(SCENARIO / "converge.yml"), "-e", pulls], tmp_path, check=False)
     assert proc.returncode != 0
     assert "refusing to pull gs://gcs-pull-test/models to /home/analyst/data/cifar10" in proc.stdout
     assert "symlink at /home/analyst/data/cifar10" in proc.stdout

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 CONTAINER = "idle_autostop-debian12"
 IDLE_S = 15          # idle_autostop_idle_minutes: 0.25

@@ -39,7 +39,8 @@ RECENT = ["recent dir", "recent.ipynb"]
 
 def listdir(host, path):
     """Names in a directory as a list, whatever characters they hold (newlines included)."""
-    out = host.check_output(f"python3 -c 'import json, os, sys; print(json.dumps(sorted(os.listdir(sys.argv[1]))))' {path}")
+    out = host.check_output(
+        f"python3 -c 'import json, os, sys; print(json.dumps(sorted(os.listdir(sys.argv[1]))))' {path}")
     return json.loads(out)
 
 
@@ -65,7 +66,8 @@ def ansible_playbook(playbook, *extra, tmp_path, expect_rc=0):
 
 
 def recap(output, failed=0):
-    match = re.search(rf"{re.escape(CONTAINER)}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=0\s+failed={failed}", output)
+    match = re.search(
+        rf"{re.escape(CONTAINER)}\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=0\s+failed={failed}", output)
     assert match, output[-2000:]
     return int(match.group(2))
 
@@ -79,7 +81,8 @@ def freed_lines(text):
     first line of each user."""
     found = {}
     for match in FREED.finditer(text):
-        freed, mib, items, dirs, user = int(match.group(1)), float(match.group(2)), int(match.group(3)), int(match.group(4)), match.group(5)
+        freed, mib, user = int(match.group(1)), float(match.group(2)), match.group(5)
+        items, dirs = int(match.group(3)), int(match.group(4))
         assert mib == pytest.approx(freed / 1048576, abs=0.051)
         found.setdefault(user, (freed, items, dirs, bool(match.group(7))))
     return found
@@ -143,7 +146,8 @@ def test_every_user_has_an_active_timer_running_their_service_as_them(host):
         assert re.search(r"NextElapseUSecRealtime=\S", props), props
         assert host.check_output(f"systemctl show -p User --value trash-cleanup@{user}.service") == user
     # nobody and root get none.
-    assert host.check_output("systemctl list-units --all --plain --no-legend 'trash-cleanup@*.timer' | awk '{print $1}' | sort") \
+    units = "systemctl list-units --all --plain --no-legend 'trash-cleanup@*.timer' | awk '{print $1}' | sort"
+    assert host.check_output(units) \
         == "\n".join(f"trash-cleanup@{user}.timer" for user in sorted(USERS))
 
 
@@ -182,7 +186,8 @@ def test_jupyter_drop_in_written_and_jupyter_restarted(host):
     # The drop-in is Python the traitlets loader runs with get_config() in scope.
     value = host.check_output(
         "python3 -c 'import sys, types; c = types.SimpleNamespace(FileContentsManager=types.SimpleNamespace()); "
-        "exec(open(sys.argv[1]).read(), {\"get_config\": lambda: c}); print(c.FileContentsManager.delete_to_trash)' " + DROP_IN)
+        "exec(open(sys.argv[1]).read(), {\"get_config\": lambda: c}); "
+        "print(c.FileContentsManager.delete_to_trash)' " + DROP_IN)
     assert value == "False"
     before = host.file("/var/lib/trash-fixture/jupyter-invocation").content_string.strip()
     now = host.check_output("systemctl show --property=InvocationID --value jupyter.service")
@@ -200,7 +205,8 @@ def test_check_mode_playbook_reports_and_removes_nothing(host, tmp_path):
     du_before = disk_usage(host)
     out = ansible_playbook("playbooks/trash.yml", "--check", tmp_path=tmp_path)
     assert re.search(rf"would empty entries deleted more than 30 days ago from 1 trash directories of alice; "
-                     rf"they hold \d+ bytes \([\d.]+ MiB\) in \d+ items now on {re.escape(CONTAINER)}", out), out[-3000:]
+                     rf"they hold \d+ bytes \([\d.]+ MiB\) in \d+ items now on {re.escape(CONTAINER)}",
+                     out), out[-3000:]
     assert recap(out) == 0
     assert disk_usage(host) == du_before
     assert listdir(host, f"{ALICE}/files") == files_before
@@ -217,8 +223,8 @@ def test_timer_service_runs_as_the_user_and_frees_exactly_what_it_reports(host):
         lines.update(freed_lines(journal(host, f"trash-cleanup@{user}.service", since)))
         # The journal's own record of who wrote the line: the user, not root.
         uids = host.check_output(f"journalctl -u trash-cleanup@{user}.service --since @{since} -o json --no-pager "
-                                 "| python3 -c 'import json, sys; print(sorted({json.loads(l).get(\"_UID\") for l in sys.stdin "
-                                 "if \"freed \" in str(json.loads(l).get(\"MESSAGE\"))}))'")
+                                 "| python3 -c 'import json, sys; print(sorted({json.loads(l).get(\"_UID\") "
+                                 "for l in sys.stdin if \"freed \" in str(json.loads(l).get(\"MESSAGE\"))}))'")
         assert uids == f"['{USERS[user]}']", (user, uids)
     freed = du_before - disk_usage(host)
     assert lines["alice"][0] + lines["bob"][0] == freed > 4_000_000
@@ -238,7 +244,8 @@ def test_playbook_cleans_on_demand_and_reports_per_user(host, tmp_path):
     assert f"(every entry) on {CONTAINER}" in out
     assert listdir(host, f"{ALICE}/files") == [] and listdir(host, f"{BOB}/files") == []
     # The installed units did not change: the one-off was only for this run.
-    assert "\nExecStart=/usr/local/bin/trash-cleanup 7 " in host.file("/etc/systemd/system/trash-cleanup@.service").content_string
+    unit = host.file("/etc/systemd/system/trash-cleanup@.service").content_string
+    assert "\nExecStart=/usr/local/bin/trash-cleanup 7 " in unit
     assert "every entry" in host.check_output("journalctl -t trash-cleanup -o cat --no-pager")
     assert_outside_untouched(host)
 

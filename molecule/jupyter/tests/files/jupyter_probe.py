@@ -19,7 +19,8 @@ import uuid
 import websocket
 
 BASE = "http://127.0.0.1:8080"
-TOKEN = open("/etc/jupyter/service/token").read().strip()
+with open("/etc/jupyter/service/token") as token_file:
+    TOKEN = token_file.read().strip()
 AUTH = {"Authorization": f"token {TOKEN}"}
 
 
