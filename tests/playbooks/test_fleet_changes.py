@@ -34,6 +34,16 @@ def vms(sandbox) -> dict[str, str]:
     return {i["name"]: i["status"] for scope in listed.get("items", {}).values() for i in scope.get("instances", [])}
 
 
+def assert_refused_for_quota(sandbox, count: int, numbers: str) -> None:
+    """site.yml with gce_vm_count=count is refused for T4 quota, with these numbers, and nothing
+    is created, started or changed for any VM of the fleet."""
+    sandbox.clear_requests()
+    refused = run_playbook("site.yml", sandbox, extra_vars=dict(BUDGET, gce_vm_count=count))
+    assert refused.rc != 0
+    assert f"Quota NVIDIA_T4_GPUS in {REGION} is short: {numbers}" in flat(refused), refused
+    assert sandbox.requests(mutating=True) == []
+
+
 def test_growing_a_fleet_asks_quota_only_for_the_new_vms(sb):
     assert run_playbook("site.yml", sb, extra_vars=dict(BUDGET, gce_vm_count=2)).rc == 0
     sb.clear_requests()
@@ -43,21 +53,13 @@ def test_growing_a_fleet_asks_quota_only_for_the_new_vms(sb):
     assert len([r for r in sb.requests(mutating=True) if r["method_id"] == "compute.instances.insert"]) == 1
     assert vms(sb) == {NAME: "RUNNING", f"{NAME}-2": "RUNNING", f"{NAME}-3": "RUNNING"}
 
-    sb.clear_requests()
-    refused = run_playbook("site.yml", sb, extra_vars=dict(BUDGET, gce_vm_count=5))
-    assert refused.rc != 0
-    assert f"Quota NVIDIA_T4_GPUS in {REGION} is short: limit 3, usage 3, available 0 < requested 2" in flat(refused)
-    assert sb.requests(mutating=True) == []
+    assert_refused_for_quota(sb, 5, "limit 3, usage 3, available 0 < requested 2")
 
 
 def test_a_stopped_member_asks_quota_again(sb):
     """A stopped VM gave its GPU back: starting it with a new one needs room for both."""
     sb.api("POST", f"/compute/v1/projects/{sb.project}/zones/{REGION}-a/instances/{NAME}-3/stop")
-    sb.clear_requests()
-    refused = run_playbook("site.yml", sb, extra_vars=dict(BUDGET, gce_vm_count=4))
-    assert refused.rc != 0
-    assert f"Quota NVIDIA_T4_GPUS in {REGION} is short: limit 3, usage 2, available 1 < requested 2" in flat(refused)
-    assert sb.requests(mutating=True) == []
+    assert_refused_for_quota(sb, 4, "limit 3, usage 2, available 1 < requested 2")
 
 
 def test_a_vm_the_declaration_dropped_is_named_with_its_cost_and_the_command(sb):
