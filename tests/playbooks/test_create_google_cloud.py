@@ -144,14 +144,16 @@ def test_a_refusal_failover_cannot_help_stops_at_once_says_why_and_leaves_nothin
     assert instances(sb) == [] and disks(sb) == []
 
 
-def test_an_insert_past_the_operation_timeout_is_reported_not_retried(sb):
+def test_an_insert_past_the_operation_timeout_is_reported_not_retried(sb, tmp_path):
     # Every operation is slowed, the firewall's too: a first VM puts the shared rule in place.
     assert run_playbook(PLAYBOOK, sb, extra_vars={"gce_vm_name": "first-vm"}).rc == 0
     sb.clear_requests()
     sb.set_timing("realistic", 1.0)
     sb.add_fault("slow_operations", seconds=60)
+    # async kills the module at the limit before it removes its payload directory: keep that here.
     result = run_playbook(PLAYBOOK, sb, extra_vars={"gce_vm_operation_timeout": 4,
-                                                   "gce_vm_candidate_zones": ["us-central1-a", "us-central1-b"]})
+                                                   "gce_vm_candidate_zones": ["us-central1-a", "us-central1-b"]},
+                          env={"TMPDIR": str(tmp_path)})
     assert result.rc != 0, result
     assert [(r["body"]["name"], zone_of(r)) for r in inserts(sb)] == [(NAME, "us-central1-a")]
     text = flat(result)
