@@ -1,0 +1,144 @@
+"""gcs_rsync's object listing straight from the storage JSON API (its names are what the safety
+checks read before anything is copied), against a small local server that pages its answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
+
+import gcs_rsync_common  # noqa: E402
+
+sys.modules["ansible.module_utils.gcs_rsync_common"] = gcs_rsync_common
+_spec = importlib.util.spec_from_file_location("gcs_rsync", REPO / "plugins" / "modules" / "gcs_rsync.py")
+gcs_rsync = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gcs_rsync)
+
+OBJECTS = {
+    "data/a.txt": 3,
+    "data/sub/b c.bin": 1048576,
+    "data/odd\nname": 7,
+    "data/../escape": 1,
+    "data/": 0,
+    "database.txt": 5,  # shares the prefix's letters, not its folder
+    "other/x": 9,
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    page_size = 2
+    requests: list[str] = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        query = urllib.parse.parse_qs(url.query)
+        type(self).requests.append(self.path)
+        if url.path != "/storage/v1/b/bkt/o":
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b'{"error": {"code": 404, "message": "The specified bucket does not exist."}}')
+            return
+        prefix = query.get("prefix", [""])[0]
+        names = sorted(n for n in OBJECTS if n.startswith(prefix))
+        start = int(query.get("pageToken", ["0"])[0])
+        page = names[start : start + self.page_size]
+        doc = {"items": [{"name": n, "size": str(OBJECTS[n])} for n in page]}
+        if start + self.page_size < len(names):
+            doc["nextPageToken"] = str(start + self.page_size)
+        body = json.dumps(doc).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def params(src, endpoint):
+    return {"src": src, "endpoint": endpoint, "ca_file": None}
+
+
+def test_every_page_is_read_and_names_are_kept_exactly(server):
+    _Handler.requests.clear()
+    sizes = gcs_rsync._api_listing(params("gs://bkt/data", server))
+    assert sizes == {"a.txt": 3, "sub/b c.bin": 1048576, "odd\nname": 7, "../escape": 1, "": 0}
+    assert len(_Handler.requests) == 3  # five objects, two per page
+    assert all("prefix=data%2F" in r for r in _Handler.requests)
+
+
+def test_the_bucket_root_lists_every_object(server):
+    sizes = gcs_rsync._api_listing(params("gs://bkt", server))
+    assert sizes == OBJECTS
+
+
+def test_a_trailing_slash_names_the_same_prefix(server):
+    assert gcs_rsync._api_listing(params("gs://bkt/data/", server)) == gcs_rsync._api_listing(
+        params("gs://bkt/data", server)
+    )
+
+
+def test_an_error_leaves_the_listing_to_the_tool(server):
+    # The tool's own listing then fails with the words classify_error turns into a message.
+    assert gcs_rsync._api_listing(params("gs://missing-bkt/data", server)) is None
+
+
+def test_no_endpoint_and_no_metadata_server_leaves_the_listing_to_the_tool(monkeypatch):
+    monkeypatch.setattr(gcs_rsync, "_metadata_token", lambda: None)
+    assert gcs_rsync._api_listing(params("gs://bkt/data", "")) is None
+
+
+def test_on_gce_the_service_account_token_is_sent(server, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(gcs_rsync, "_metadata_token", lambda: "tok-123")
+    monkeypatch.setattr(gcs_rsync, "_GCS_API", server)
+    real_urlopen = gcs_rsync.urlopen
+
+    def spy(req, **kwargs):
+        seen["auth"] = req.get_header("Authorization")
+        return real_urlopen(req, **kwargs)
+
+    monkeypatch.setattr(gcs_rsync, "urlopen", spy)
+    assert gcs_rsync._api_listing(params("gs://bkt/data", "")) is not None
+    assert seen["auth"] == "Bearer tok-123"
+
+
+def test_the_listing_feeds_the_name_check(server):
+    """The hostile name in the API's answer stops the pull before the tool runs."""
+
+    class RefusedError(Exception):
+        pass
+
+    class Module:
+        def fail_json(self, **kw):
+            raise RefusedError(kw)
+
+    p = params("gs://bkt/data", server)
+    rc, _out, sizes = gcs_rsync._list_objects(Module(), "gcloud", "/nonexistent/gcloud", p, {}, None)
+    assert rc == 0
+    with pytest.raises(RefusedError) as stop:
+        gcs_rsync._check_names(Module(), {"src": "gs://bkt/data", "dest": "/nonexistent/dest"}, sizes)
+    assert stop.value.args[0]["error_kind"] == "unsafe_object_name"
+    assert "'gs://bkt/data/../escape'" in stop.value.args[0]["msg"]
