@@ -158,9 +158,10 @@ def test_builtin_shapes_agree_with_the_one_list_of_gpu_families():
     assert shaped == set(families), "families without a single shape: %s" % sorted(set(families) - shaped)
 
 
-# GPUs of built-in families whose list price the table does not carry yet (no public page read
-# for them); strict, so the entry must go once the table prices them.
-UNPRICED_GPUS = {"nvidia-h100-mega-80gb", "nvidia-h200-141gb", "nvidia-b200", "nvidia-rtx-pro-6000"}
+# GPUs of built-in families whose list price the table does not carry: no on-demand price was
+# found for A3 Ultra (H200) or A4 (B200), which price collections list as Spot, Flex-start or
+# reserved only. Strict, so the entry must go once the table prices them.
+UNPRICED_GPUS = {"nvidia-h200-141gb", "nvidia-b200"}
 
 
 @pytest.mark.parametrize("machine_type", [
@@ -173,6 +174,15 @@ def test_every_builtin_shape_has_a_price_in_us_central1(prices, machine_type):
     cost = gce_pricing.estimate(prices, "us-central1-a", machine_type, vcpus, memory, gpu_type, count,
                                 disks=[{"type": "pd-balanced", "size_gb": 100}])
     assert cost["monthly"] > 0
+
+
+@pytest.mark.parametrize(("machine_type", "hourly"), [
+    ("a3-megagpu-8g", 93.40), ("g4-standard-48", 4.50), ("g4-standard-96", 9.00), ("g4-standard-384", 36.00)])
+def test_whole_machine_prices_are_the_listed_ones(prices, machine_type, hourly):
+    vcpus, memory, gpu_type, count = gce_pricing.machine_shape(machine_type)
+    cost = gce_pricing.estimate(prices, "us-central1-a", machine_type, vcpus, memory, gpu_type, count,
+                                external_ip=False)
+    assert cost["hourly"] == pytest.approx(hourly, abs=0.01)
 
 
 def test_a3_highgpu_8g_costs_its_listed_price(prices):
