@@ -142,3 +142,17 @@ def test_the_listing_feeds_the_name_check(server):
         gcs_rsync._check_names(Module(), {"src": "gs://bkt/data", "dest": "/nonexistent/dest"}, sizes)
     assert stop.value.args[0]["error_kind"] == "unsafe_object_name"
     assert "'gs://bkt/data/../escape'" in stop.value.args[0]["msg"]
+
+
+def test_an_https_endpoint_is_verified_with_its_ca_file(tmp_path):
+    """The molecule scenario's path (gsutil over https with the emulator's own CA): without the CA
+    the certificate is not trusted, and the tool lists instead."""
+    from tests.support.fakegcs import FakeGcs
+
+    seed = tmp_path / "seed" / "bkt" / "data"
+    seed.mkdir(parents=True)
+    (seed / "a.txt").write_text("x")
+    with FakeGcs(tmp_path / "srv", scheme="https", data_dir=tmp_path / "seed") as gcs:
+        trusted = {"src": "gs://bkt/data", "endpoint": gcs.https_url, "ca_file": str(gcs.ca_file)}
+        assert gcs_rsync._api_listing(trusted) == {"a.txt": 1}
+        assert gcs_rsync._api_listing(dict(trusted, ca_file=None)) is None
