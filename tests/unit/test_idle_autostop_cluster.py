@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -187,8 +188,16 @@ def test_is_torchrun(cmdline, match):
 def test_collect_torchrun_finds_a_real_process():
     """A real process whose argv[0] is `torchrun` is found; one that only mentions it is not."""
     launcher = subprocess.Popen(["torchrun", "30"], executable="/bin/sleep")
-    decoy = subprocess.Popen(["sleep", "30", "torchrun"], executable="/bin/sleep")
+    decoy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "torchrun"])
     try:
+        # Popen returns once the child exists, perhaps before its exec: until then its command
+        # line is still this Python's.
+        for proc, execed in ((launcher, lambda c: c.startswith(b"torchrun\0")),
+                             (decoy, lambda c: c.endswith(b"\0torchrun\0"))):
+            deadline = time.monotonic() + 30
+            while not execed(Path(f"/proc/{proc.pid}/cmdline").read_bytes()):
+                assert time.monotonic() < deadline, f"pid {proc.pid} never ran its command"
+                time.sleep(0.01)
         found = ia.collect_torchrun()
         assert launcher.pid in found
         assert decoy.pid not in found
