@@ -234,7 +234,6 @@ from ansible.module_utils.gcs_rsync_common import (
     inside_problem,
     object_name_problem,
     parse_rsync_output,
-    split_url,
     url_problem,
 )
 
@@ -417,7 +416,9 @@ def _api_listing(p):
             return None
         base = _GCS_API
         headers["Authorization"] = "Bearer " + token
-    bucket, prefix = split_url(p["src"])
+    # The same objects as the tool's `SRC/**`: leading slashes are part of an object's name.
+    bucket, _, prefix = p["src"][len("gs://") :].partition("/")
+    prefix = prefix.rstrip("/")
     prefix = prefix + "/" if prefix else ""
     sizes, page = {}, None
     while True:

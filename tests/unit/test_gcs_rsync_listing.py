@@ -31,6 +31,7 @@ OBJECTS = {
     "data/": 0,
     "database.txt": 5,  # shares the prefix's letters, not its folder
     "other/x": 9,
+    "/lead/x": 2,  # a leading slash is part of the name
 }
 
 
@@ -98,6 +99,12 @@ def test_a_trailing_slash_names_the_same_prefix(server):
     assert gcs_rsync._api_listing(params("gs://bkt/data/", server)) == gcs_rsync._api_listing(
         params("gs://bkt/data", server)
     )
+
+
+def test_an_empty_segment_is_not_dropped(server):
+    """gs://bkt//lead names the objects under "/lead/", as the tool's own listing does."""
+    assert gcs_rsync._api_listing(params("gs://bkt//lead", server)) == {"x": 2}
+    assert gcs_rsync._api_listing(params("gs://bkt/lead", server)) == {}
 
 
 def test_an_error_leaves_the_listing_to_the_tool(server):
