@@ -86,7 +86,14 @@ def _ask(node: str, peer_ip: str) -> dict:
 
 
 def _running(node: str) -> bool:
-    return _podman("inspect", "-f", "{{.State.Running}}", node).stdout.strip() == "true"
+    """Up and not shutting down. The agent's poweroff is the moment that counts: how long
+    systemd then takes to stop every unit (up to a stop timeout on a loaded machine) is not."""
+    if _podman("inspect", "-f", "{{.State.Running}}", node).stdout.strip() != "true":
+        return False
+    # is-system-running exits non-zero for any state but "running": its output is what counts;
+    # no output means the exec itself was refused, the container going down.
+    state = _podman("exec", node, "systemctl", "is-system-running", check=False).stdout.strip()
+    return state not in ("", "stopping", "offline")
 
 
 def test_the_cluster_powers_off_as_one(tmp_path, nodes):
