@@ -17,7 +17,6 @@ if _UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_UTILS)
 
 from ansible.module_utils import gce_failover  # noqa: E402
-from ansible.module_utils.gce_client import instance_summary  # noqa: E402
 from ansible.module_utils.gce_pricing import region_of  # noqa: E402
 
 
@@ -68,6 +67,11 @@ def gce_vm_failover_failed(failover, entry, deleted=None):
 
 def gce_vm_instance_summary(instance):
     """The VM as google.cloud returned it, in the shape gce_instance_place returns (`instance`)."""
+    # Imported here, not at the top: gce_client brings requests and google-auth (about 0.2 s),
+    # and Ansible loads every filter file in each task's worker process whenever a task uses
+    # any filter at all; only the tasks that call this filter should pay for that import.
+    from ansible.module_utils.gce_client import instance_summary
+
     return instance_summary(instance)
 
 
