@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 SANDBOX_STATE ?= .sandbox
 # Parallel workers: the Molecule scenarios and sandbox playbooks spend most of their time waiting.
 # Each worker takes whole modules (and single Molecule scenarios), longest first (tests/conftest.py).
-PYTEST_ARGS ?= -n 3 --dist loadscope
+# The slowest tests are listed at the end, to keep the weights in tests/conftest.py honest.
+PYTEST_ARGS ?= -n 3 --dist loadscope --durations=30
 PLAYBOOK_ARGS ?=
 
 ifdef GCP_PROJECT
