@@ -2,14 +2,17 @@
 gce_cluster_engines [ray, torchrun] -> make up -> three VMs placed in parallel, each its own
 machine with its own JupyterLab; Ray's head on jupyter-gpu, workers on the other two; a notebook
 in the Ray kernel, through the printed tunnel, runs one task on each node -> scripts/cluster-run
-runs a script on the three nodes at once with their ranks -> make up again: 0 changed -> status
+runs a script on the three nodes at once with their ranks, then a torch.distributed job on the gloo
+backend across them -> make up again: 0 changed -> status
 shows them all -> a worker stopped and started keeps its address and joins again by itself ->
 make stop stops them all -> make down: nothing left, the cluster's firewall rule included.
 
 A cluster is a fleet with two more roles, so one bring-up of three container VMs serves both
 journeys: it is the suite's most expensive step. Ray's wheel (79 MB) and its dependencies are
 downloaded once per machine into a wheelhouse that the nodes install from (ray_pip_extra_args),
-so the role's install path runs for real without three downloads."""
+so the role's install path runs for real without three downloads. PyTorch's CPU build comes the
+same way, into a virtualenv on each node that stands for a Deep Learning VM image's Python, which
+cluster_env_python (CLUSTER_PYTHON) points at."""
 
 from __future__ import annotations
 
@@ -40,6 +43,9 @@ ZONE = "us-central1-a"
 RAY_VERSION = "2.60.0"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
 WHEELHOUSE = CACHE / "gpu-jupyter" / f"ray-{RAY_VERSION}-wheels"
+# PyTorch's CPU build: a Deep Learning VM image brings a CUDA build; the gloo backend is the same.
+TORCH = "torch==2.13.0+cpu"
+TORCH_VENV = "/opt/torch/venv"
 # The host as the containers see it: the gateway of podman's default bridge.
 BRIDGE_HOST = "10.88.0.1"
 
@@ -54,6 +60,14 @@ def ensure_wheelhouse() -> Path:
                         "-d", str(WHEELHOUSE), f"ray[default]=={RAY_VERSION}", "ipykernel"],
                        check=True, capture_output=True, timeout=900)
         marker.touch()
+    torch_marker = WHEELHOUSE / ".complete-torch"
+    if not torch_marker.exists():
+        download = subprocess.run(
+            [str(BIN / "python"), "-m", "pip", "download", "--only-binary=:all:", "--python-version", "3.11",
+             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "-d", str(WHEELHOUSE),
+             TORCH, "numpy"], capture_output=True, text=True, timeout=900)
+        assert download.returncode == 0, f"pip download {TORCH} numpy failed:\n{download.stderr[-3000:]}"
+        torch_marker.touch()
     return WHEELHOUSE
 
 
@@ -91,6 +105,8 @@ def cluster_vars(wheelhouse_url):
         "ray_pip_extra_args": f"--no-index --trusted-host {BRIDGE_HOST} --find-links {wheelhouse_url}",
         # Podman gives a container 64 MB of /dev/shm: Ray's object store falls back to disk.
         "ray_object_store_memory": 100 * 1024 * 1024,
+        # The Python with torch on every node, as on a Deep Learning VM image (torch_on_nodes).
+        "cluster_env_python": f"{TORCH_VENV}/bin/python",
     }
 
 
@@ -107,6 +123,24 @@ def cluster(cluster_sandbox, cluster_vars):
     yield up
     down = run_playbook("playbooks/destroy.yml", sb, extra_vars=dict(cluster_vars, destroy_confirm="yes"))
     assert down.rc == 0, down
+
+
+@pytest.fixture(scope="module")
+def torch_on_nodes(cluster, cluster_sandbox, wheelhouse_url):  # noqa: ARG001 - after make up
+    """PyTorch's CPU build in a virtualenv on every node, installed at once from the wheelhouse."""
+    sb = cluster_sandbox
+    host = wheelhouse_url.split("//", 1)[1].split(":", 1)[0]
+    install = (f"sudo python3 -m venv {TORCH_VENV} && sudo {TORCH_VENV}/bin/pip install -q --no-index"
+               f" --trusted-host {host} --find-links {wheelhouse_url} '{TORCH}' numpy")
+    results: dict = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, on_node(sb, n, install, timeout=600)))
+               for n in NAMES]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for name in NAMES:
+        assert results[name].returncode == 0, (name, results[name].stdout + results[name].stderr)
 
 
 def nodes(sb) -> list[dict]:
@@ -189,6 +223,21 @@ sorted(ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy
                 for n in alive]))
 """
 
+GLOO = """
+import socket
+import torch
+import torch.distributed as dist
+dist.init_process_group("gloo")  # MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE from torchrun
+rank, world = dist.get_rank(), dist.get_world_size()
+total = torch.tensor([float(rank + 1)])
+dist.all_reduce(total)
+hosts = [None] * world
+dist.all_gather_object(hosts, socket.gethostname())
+print("gloo rank %d of %d on %s: all_reduce %d, hosts %s"
+      % (rank, world, socket.gethostname(), int(total.item()), ",".join(hosts)))
+dist.destroy_process_group()
+"""
+
 PROBE = """
 import os, socket, sys
 ips = os.environ["SKYPILOT_NODE_IPS"].splitlines()
@@ -263,7 +312,7 @@ def test_ray_cluster_forms_and_a_notebook_spreads_tasks(cluster, cluster_sandbox
         assert run_in_kernel(port, token, "ray", SPREAD) == repr(NAMES)
 
 
-@pytest.mark.usefixtures("cluster")
+@pytest.mark.usefixtures("cluster", "torch_on_nodes")
 def test_cluster_run_runs_a_script_on_every_node(cluster_sandbox, tmp_path):
     sb = cluster_sandbox
     probe = tmp_path / "probe.py"
@@ -286,6 +335,25 @@ def test_cluster_run_runs_a_script_on_every_node(cluster_sandbox, tmp_path):
                             stdin=subprocess.DEVNULL)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "jupyter-gpu-2 exited 7" in failed.stderr and "2 of 3 nodes succeeded" in failed.stderr
+
+
+@pytest.mark.usefixtures("cluster", "torch_on_nodes")
+def test_cluster_run_runs_torch_distributed_on_gloo_across_the_nodes(cluster_sandbox, tmp_path):
+    """torchrun on every node at once (cluster-run's default): one process group of three nodes,
+    an all_reduce over it, and every rank sees every node's host name."""
+    sb = cluster_sandbox
+    script = tmp_path / "gloo.py"
+    script.write_text(GLOO)
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-run"), "--cluster-file",
+                          str(sb.state_dir / "ssh" / "gpu_jupyter_cluster.json"), str(script)],
+                         capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # One GPU per node in the declaration: one process per node, ranks 0-2, 1 + 2 + 3 summed.
+    hosts = ",".join(NAMES)
+    for rank, name in enumerate(NAMES):
+        line = f"[{name.ljust(len(NAMES[-1]))}] gloo rank {rank} of 3 on {name}: all_reduce 6, hosts {hosts}"
+        assert line in run.stdout.splitlines(), run.stdout
+    assert "3 of 3 nodes succeeded" in run.stderr
 
 
 @pytest.mark.usefixtures("cluster")
