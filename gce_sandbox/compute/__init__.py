@@ -15,6 +15,7 @@ One module per resource, so a reader finds one resource in one file:
   snapshots.py          snapshots (disks.createSnapshot, snapshots.*), instances.setDiskAutoDelete
   firewalls.py          firewall rules
   routers.py            Cloud Routers and their Cloud NAT configs
+  resource_policies.py  compact placement policies and the VMs that use them
   faults.py             faults injected through the admin endpoints
 
 Every handler `h_<collection>__<method>` serves the discovery method id
@@ -35,6 +36,7 @@ from .networks import NetworksMixin
 from .operations import OperationsMixin
 from .projects import ProjectsMixin
 from .quotas import QuotasMixin
+from .resource_policies import ResourcePoliciesMixin
 from .routers import RoutersMixin
 from .scheduling import SchedulingMixin
 from .snapshots import SnapshotsMixin
@@ -44,5 +46,6 @@ __all__ = ["Compute", "Faults", "RetryAfter", "check_labels", "check_name", "now
 
 
 class Compute(InstancesMixin, InstanceUpdatesMixin, SchedulingMixin, DisksMixin, SnapshotsMixin, FirewallsMixin,
-              NetworksMixin, RoutersMixin, ProjectsMixin, CatalogMixin, QuotasMixin, OperationsMixin, ComputeBase):
+              NetworksMixin, RoutersMixin, ResourcePoliciesMixin, ProjectsMixin, CatalogMixin, QuotasMixin,
+              OperationsMixin, ComputeBase):
     """The Compute API of one sandbox project: every resource's handlers over one state dict."""

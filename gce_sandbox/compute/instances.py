@@ -144,9 +144,12 @@ class InstancesMixin:
                                             "resource.guestAccelerators")
         scheduling = self._scheduling(body.get("scheduling") or {}, bool(accels))
         check_flex_start(scheduling, body, machine)
+        policies = self.resolve_resource_policies(body.get("resourcePolicies") or [], zone, machine)
         new_disks, attached = self._insert_disks(body, zone, name)
         nics = self._insert_nics(body.get("networkInterfaces") or [], zone)
         inst = self._instance_record(body, zone, name, machine, accels, scheduling, nics, attached)
+        if policies:
+            inst["resourcePolicies"] = policies
 
         if scheduling["provisioningModel"] == "FLEX_START":
             # Waits for capacity (PENDING) instead of failing on a stockout: compute/scheduling.py.
@@ -335,7 +338,7 @@ class InstancesMixin:
         if not inst["labels"]:
             del inst["labels"]
         for key in ("hostname", "minCpuPlatform", "confidentialInstanceConfig", "advancedMachineFeatures",
-                    "reservationAffinity", "displayDevice", "resourcePolicies", "params"):
+                    "reservationAffinity", "displayDevice", "params"):
             if body.get(key) is not None:
                 inst[key] = body[key]
         return inst

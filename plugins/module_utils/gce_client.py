@@ -315,6 +315,7 @@ def instance_summary(inst):
         "internal_ip": internal_ip or "",
         "self_link": inst.get("selfLink"),
         "service_accounts": inst.get("serviceAccounts") or [],
+        "resource_policies": inst.get("resourcePolicies") or [],
         "boot_disk_gb": next((int(d["diskSizeGb"]) for d in inst.get("disks") or []
                               if d.get("boot") and d.get("diskSizeGb")), None),
     }

@@ -46,6 +46,7 @@ VARIABLES = {
     "ssh_user": "gce_vm_ssh_user",
     "budget_monthly_usd": "gce_budget_monthly_usd",
     "jupyter_port": "jupyter_port",
+    "compact_placement": "gce_cluster_compact_placement",
 }
 
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -205,6 +206,7 @@ def local_refusals(p):
                 "again) or DELETE." % (action,))
     _run_limit_rules(p, out)
     _flex_start_rules(p, out)
+    _compact_placement_rules(p, out)
     budget = p.get("budget_monthly_usd")
     if budget is not None and budget != "":
         try:
@@ -278,6 +280,25 @@ def _flex_start_rules(p, out):
         _refuse(out, "flex_start_wait_minutes", "flex_start_wait_minutes",
                 "%r: wait 1 to %d minutes for flex-start capacity (GCE keeps a request queued up to two hours)."
                 % (p.get("flex_start_wait_minutes"), FLEX_START_MAX_WAIT_MINUTES))
+
+
+# Compact placement policies ("Placement policies overview"): the machine series GCE places
+# compactly. N1 is not one of them, so a T4 or V100 on N1 cannot be placed so; GCE refuses such a
+# VM at its insert ("Placement policy is not applicable to machine type n1-standard-8").
+COMPACT_PLACEMENT_FAMILIES = ("a2", "a3", "a4", "a4x", "g2", "g4", "c2", "c2d", "h3", "h4d", "c3", "c3d", "c4",
+                              "c4d", "n2", "n2d", "m1", "m2", "m3", "m4", "z3")
+
+
+def _compact_placement_rules(p, out):
+    if not p.get("compact_placement"):
+        return
+    machine_type = p.get("machine_type") or ""
+    if family_of(machine_type) not in COMPACT_PLACEMENT_FAMILIES:
+        _refuse(out, "compact_placement", "compact_placement",
+                "GCE does not place %s (%s series) compactly and would refuse every node. Set gce_vm_machine_type "
+                "to a series it does place so: G2 (g2-standard-8: one L4 built in, with gce_vm_gpu_count 0), A2 "
+                "(A100), A3 (H100) or A4 (B200); or set gce_cluster_compact_placement: false to keep %s."
+                % (machine_type, family_of(machine_type).upper(), machine_type))
 
 
 def _gpu_rules(p, out):

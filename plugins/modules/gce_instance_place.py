@@ -72,6 +72,13 @@ options:
     default: false
   flex_start_seconds: {description: Its run duration (maxRunDuration) in seconds; up to 7 days., type: int, default: 0}
   flex_start_wait: {description: Seconds to wait for flex-start capacity in all., type: int, default: 1800}
+  resource_policies:
+    description: >-
+      Links of the resource policies the new VM is created with (C(resourcePolicies)): a cluster's compact
+      placement policy, in the VM's region. GCE takes at most one, at creation only.
+    type: list
+    elements: str
+    default: []
   status:
     description: RUNNING starts a stopped VM; PRESENT leaves its power state alone.
     type: str
@@ -174,6 +181,8 @@ def instance_body(p, client, zone):
     }
     if p["tags"]:
         body["tags"] = {"items": p["tags"]}
+    if p.get("resource_policies"):
+        body["resourcePolicies"] = list(p["resource_policies"])
     if p.get("_flex"):
         body["reservationAffinity"] = {"consumeReservationType": "NO_RESERVATION"}
     if p["gpu_type"] and p["gpu_count"]:
@@ -477,6 +486,7 @@ def main():
         flex_start=dict(type="bool", default=False),
         flex_start_seconds=dict(type="int", default=0),
         flex_start_wait=dict(type="int", default=1800),
+        resource_policies=dict(type="list", elements="str", default=[]),
         status=dict(type="str", default="RUNNING", choices=["RUNNING", "PRESENT"]),
         timeout=dict(type="int", default=600),
     )

@@ -88,6 +88,10 @@ options:
   flex_start: {description: The flex-start fallback is on (its quota and run are checked)., type: bool, default: false}
   flex_start_hours: {description: The flex-start VM's run in hours (up to 168)., type: raw, default: 8}
   flex_start_wait_minutes: {description: Minutes to wait for flex-start capacity (1-120)., type: raw, default: 30}
+  compact_placement:
+    description: The VM is a node of a cluster with a compact placement policy (its machine series is checked).
+    type: bool
+    default: false
   budget_monthly_usd: {description: Refuse when the monthly estimate exceeds this; unset for no budget., type: raw}
   external_ip: {description: The VM gets an ephemeral external IPv4 address., type: bool, default: false}
   direct_without_external_ip:
@@ -471,6 +475,7 @@ def main():
         flex_start=dict(type="bool", default=False),
         flex_start_hours=dict(type="raw", default=8),
         flex_start_wait_minutes=dict(type="raw", default=30),
+        compact_placement=dict(type="bool", default=False),
         budget_monthly_usd=dict(type="raw"),
         external_ip=dict(type="bool", default=False),
         direct_without_external_ip=dict(type="bool", default=False),
