@@ -66,6 +66,9 @@ BAD = [
     ({"provisioning_model": "PREEMPTIBLE"}, "gce_vm_provisioning_model", "SPOT"),
     ({"termination_action": "HIBERNATE"}, "gce_vm_instance_termination_action", "STOP"),
     ({"budget_monthly_usd": -5}, "gce_budget_monthly_usd", "positive"),
+    ({"compact_placement": True}, "gce_cluster_compact_placement", "g2-standard-8"),
+    ({"compact_placement": True, "machine_type": "e2-standard-8", "gpu_type": "", "gpu_count": 0},
+     "gce_cluster_compact_placement", "gce_cluster_compact_placement: false"),
 ]
 
 
@@ -80,6 +83,11 @@ def test_iap_needs_no_key_nor_source_ranges():
 def test_a2_g2_without_extra_gpu_pass():
     for mt in ("g2-standard-8", "a2-highgpu-1g"):
         assert pc.local_refusals(dict(GOOD, machine_type=mt, gpu_type="", gpu_count=0)) == []
+
+
+def test_compact_placement_passes_for_the_series_gce_places_compactly():
+    for mt in ("g2-standard-8", "a2-highgpu-1g", "a3-highgpu-8g", "n2-standard-8"):
+        assert pc.local_refusals(dict(GOOD, machine_type=mt, gpu_type="", gpu_count=0, compact_placement=True)) == []
 
 
 @pytest.mark.parametrize("change,variable,fix", BAD, ids=[str(b[0]) for b in BAD])
