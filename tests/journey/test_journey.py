@@ -88,8 +88,13 @@ def tunnel(command: str):
             pytest.fail("the tunnel did not open within 30 s")
         yield port
     finally:
+        # ssh may hold on to a forwarded connection that is still closing; the test is done with it.
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 def run_cell(port: int, token: str, code: str) -> str:
