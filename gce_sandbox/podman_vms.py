@@ -173,10 +173,13 @@ class PodmanBackend:
                     continue
             try:
                 # --tty gives systemd a console to write the boot to: the VM's serial port 1.
+                # NET_ADMIN: root on a VM manages its own packet filter (nftables), here in the
+                # container's own network namespace only.
                 self._run("run", "--detach", "--tty", "--name", name, "--hostname", instance["name"],
                           *(("--ip", ip) if ip else ()),
                           "--label", f"gce-sandbox={self.id}", "--label", f"gce-instance={instance['selfLink']}",
-                          "--systemd", "always", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
+                          "--systemd", "always", "--cap-add", "NET_ADMIN",
+                          "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=32768:32768",
                           self.image, "/lib/systemd/systemd")
             except PodmanError as err:
                 # Another container holds that address (a concurrent sandbox): draw another.

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -297,9 +298,23 @@ def test_ray_cluster_forms_and_a_notebook_spreads_tasks(cluster, cluster_sandbox
     listening = on_node(sb, NAMES[0], "ss -Hltn 'sport = :8265'").stdout
     assert "127.0.0.1:8265" in listening and "0.0.0.0:8265" not in listening, listening
 
-    # The summary prints the dashboard's tunnel on the head only.
+    # Ray Client listens on the head's internal address (Ray has no loopback option for it), and
+    # only the head itself gets through: not a worker of the cluster, not this machine (another
+    # host of the network).
+    head_ip = nodes(sb)[0]["ip"]
+    listening = on_node(sb, NAMES[0], "ss -Hltn 'sport = :10001'").stdout
+    assert re.search(r"(^|\s|\[::ffff:)%s\]?:10001\s" % re.escape(head_ip), listening), listening
+    probe = f"python3 -c \"import socket; socket.create_connection(('{head_ip}', 10001), timeout=5); print('open')\""
+    assert on_node(sb, NAMES[0], probe).stdout.strip() == "open"
+    from_worker = on_node(sb, NAMES[1], probe)
+    assert from_worker.returncode != 0 and "timed out" in from_worker.stderr, from_worker
+    with pytest.raises(TimeoutError):
+        socket.create_connection((head_ip, 10001), timeout=5)
+
+    # The summary prints the tunnel to the dashboard and to Ray Client, on the head only.
     ray_lines = summary_lines(up.stdout, "Ray")
     assert len(ray_lines) == 1 and "-L 8265:localhost:8265" in ray_lines[0], ray_lines
+    assert f"-L 10001:{head_ip}:10001" in ray_lines[0], ray_lines
 
     # A notebook on the head, in the Ray kernel, through the printed tunnel: one task per node.
     # The fleet's blocks come in whatever order the hosts finish: take the head's.
