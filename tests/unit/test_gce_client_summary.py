@@ -31,7 +31,13 @@ def test_the_summary_has_every_field_preflight_and_placement_read():
         "instance_termination_action": "STOP", "max_run_seconds": 0, "labels": {"managed-by": "gpu-jupyter"},
         "external_ip": "34.1.2.3", "internal_ip": "10.128.0.2", "self_link": BASE + "/instances/jupyter-gpu",
         "service_accounts": [{"email": "sa@p.iam.gserviceaccount.com", "scopes": []}], "boot_disk_gb": 100,
+        "resource_policies": [],
     }
+
+
+def test_the_summary_carries_the_placement_policy():
+    link = "https://www.googleapis.com/compute/v1/projects/p/regions/us-central1/resourcePolicies/c"
+    assert instance_summary(vm(resourcePolicies=[link]))["resource_policies"] == [link]
 
 
 def test_a_bare_vm_has_empty_addresses_and_is_standard():
