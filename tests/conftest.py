@@ -42,6 +42,12 @@ class PlaybookResult:
         return f"rc={self.rc} recap={self.recap}\n{self.stdout[-6000:]}"
 
 
+def flat(result: PlaybookResult) -> str:
+    """stdout with every run of whitespace made one space (the YAML callback wraps long lines), so
+    messages can be matched whole."""
+    return " ".join(result.stdout.split())
+
+
 def parse_recap(stdout: str) -> dict[str, dict[str, int]]:
     recap = {}
     for m in RECAP.finditer(stdout):

@@ -6,11 +6,9 @@ down removes the nodes, then the policy, which GCE refuses to delete while a nod
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 REGION = "us-central1"
 NAMES = ["jupyter-gpu", "jupyter-gpu-2"]
@@ -27,10 +25,6 @@ def sb(tmp_path_factory):
     with SandboxProcess(tmp_path_factory.mktemp("gce-placement")) as sandbox:
         sandbox.set_quota("NVIDIA_L4_GPUS", 4, region=REGION)
         yield sandbox
-
-
-def flat(result) -> str:
-    return re.sub(r"\s+", " ", result.stdout)
 
 
 def policy_path(sb) -> str:

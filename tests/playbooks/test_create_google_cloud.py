@@ -7,14 +7,10 @@ gce_instance_place sends no `kind` and always names its provisioning model."""
 
 import pytest
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 NAME = "jupyter-gpu"
 PLAYBOOK = "playbooks/provision.yml"
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 def zone_of(request):

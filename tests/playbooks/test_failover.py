@@ -3,13 +3,9 @@ and project-wide, nothing left behind, a preempted spot VM started again."""
 
 import pytest
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 NAME = "jupyter-gpu"
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,11 @@
 """Access to the placed VM against the sandbox: SSH only (never 8080), from the configured range or
 IAP's, the user's key in metadata or OS Login, and the ssh-config entry with the Jupyter tunnel."""
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 NAME = "jupyter-gpu"
 ZONE = "us-central1-a"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0cDJ4cTJ1bHl0ZXN0a2V5a2V5a2V5a2V5a2V5 alice@laptop"
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 def firewall(sb):

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 NAME = "jupyter-gpu"
 REGION = "us-central1"
@@ -23,10 +23,6 @@ def sb(tmp_path_factory):
     with SandboxProcess(tmp_path_factory.mktemp("gce-fleet-changes")) as sandbox:
         sandbox.set_quota("NVIDIA_T4_GPUS", 3, region=REGION)
         yield sandbox
-
-
-def flat(result) -> str:
-    return re.sub(r"\s+", " ", result.stdout)
 
 
 def vms(sandbox) -> dict[str, str]:

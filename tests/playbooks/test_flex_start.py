@@ -2,16 +2,12 @@
 opt-in gets a FLEX_START VM with its run duration and says when GCE stops it; preflight refuses
 flex-start where GCE would (an N1 machine type) before anything is created."""
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 NAME = "jupyter-gpu"
 ZONES = ["us-central1-a", "us-central1-b"]
 G2 = {"gce_vm_machine_type": "g2-standard-8", "gce_vm_gpu_type": "nvidia-l4", "gce_vm_gpu_count": 0,
       "gce_vm_candidate_zones": ZONES, "gce_budget_monthly_usd": 2000}
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 def compute_mutations(sandbox):

@@ -4,15 +4,11 @@ keeping their data, and nothing at all with the policy off."""
 
 import time
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 ZONE = "us-central1-a"
 LABELS = {"managed-by": "gpu-jupyter"}
 DAY = 86400
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 def api(sandbox, method, rest, body=None):

@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, run_playbook
+from conftest import flat, REPO, run_playbook
 
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 import gce_pricing
@@ -358,11 +358,6 @@ def test_reconfigure_right_after_provisioning_changes_nothing(sandbox, run_playb
 # ---- A VM that zone failover put in another zone than gce_vm_zone ---------------------------
 
 FAILOVER_ZONE = "us-central1-c"
-
-
-def flat(result):
-    """stdout with every run of whitespace made one space (the YAML callback wraps long lines)."""
-    return " ".join(result.stdout.split())
 
 
 def zones_of(sandbox, name):

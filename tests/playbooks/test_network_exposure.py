@@ -1,14 +1,10 @@
 """Nothing on the internet reaches the VM by default, judged against the network's real firewall
 rules (the sandbox's default network carries GCE's four default rules), not only the project's."""
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 PLAYBOOK = "playbooks/provision.yml"
 DEFAULTS = ("default-allow-ssh", "default-allow-rdp", "default-allow-icmp")
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 def firewalls(sandbox):

@@ -3,13 +3,8 @@ short quota and over-budget refused with the numbers."""
 
 import pytest
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
-
-
-def flat(result):
-    """The output with YAML line wrapping undone, so messages can be matched whole."""
-    return " ".join(result.stdout.split())
 
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0cDJ4cTJ1bHl0ZXN0a2V5a2V5a2V5a2V5a2V5 alice@laptop"

@@ -1,10 +1,6 @@
 """playbooks/quota_request.yml against the sandbox's Cloud Quotas API: files a QuotaPreference once."""
 
-from conftest import run_playbook
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
+from conftest import flat, run_playbook
 
 
 def test_quota_request_files_a_quota_preference_once(sandbox):

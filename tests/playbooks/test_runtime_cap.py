@@ -3,14 +3,10 @@ reported in the summary, reaching it stops the VM and the next `make up` starts 
 before anything is created where GCE would refuse it; a VM whose cap differs is reported, never
 changed."""
 
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 NAME = "jupyter-gpu"
 ZONE = "us-central1-a"
-
-
-def flat(result):
-    return " ".join(result.stdout.split())
 
 
 def vm(sandbox):

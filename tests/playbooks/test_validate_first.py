@@ -11,12 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_playbook
-
-
-def flat(result):
-    """The output with YAML line wrapping undone, so messages can be matched whole."""
-    return " ".join(result.stdout.split())
+from conftest import flat, REPO, run_playbook
 
 
 # (extra vars, texts the refusal must contain)
