@@ -116,6 +116,19 @@ options:
     description: At most this many paths are returned in C(copied)/C(deleted).
     type: int
     default: 50
+  direct:
+    description:
+      - On a first pull (I(dest) empty or new) of objects the module listed from the JSON API,
+        download them itself instead of starting the tool, which costs about a second of CPU
+        before it moves a byte. Several keep-alive connections (I(threads)) fetch the objects
+        largest first, each at the generation that was listed, verified against its stored
+        md5 before it is renamed into place. As with the tool, this runs as I(owner) when root
+        runs the module. Files get the modification time C(gcloud storage rsync) would give
+        them, so later pulls, which the tool does, find nothing to copy.
+      - Left to the tool, which handles them, are composite objects (no md5), gzip-encoded
+        objects, folder placeholders, and an endpoint reached through a proxy.
+    type: bool
+    default: true
   preflight:
     description:
       - Only check that I(dest) is safe to create and pull into (see notes), then exit; creates
@@ -157,12 +170,13 @@ EXAMPLES = r"""
 
 RETURN = r"""
 tool:
-  description: The tool that ran.
+  description: The tool that ran, or C(json-api) where the module downloaded the objects itself
+    (see I(direct)).
   type: str
   returned: always
   sample: gcloud
 command:
-  description: The command line that ran.
+  description: The command line that ran (empty for C(json-api)).
   type: list
   elements: str
   returned: always
@@ -202,7 +216,8 @@ log_file:
   returned: when log_file was given
 error_kind:
   description: On failure, what went wrong (checksum, missing_bucket, missing_prefix, permission,
-    credentials, tls, connection, unsafe_dest, unsafe_object_name, unknown).
+    credentials, tls, connection, unsafe_dest, unsafe_object_name, changed_during_pull,
+    local_write, unknown).
   type: str
   returned: failure
 """
@@ -224,6 +239,7 @@ from urllib.parse import quote, urlencode
 from urllib.request import ProxyHandler, Request, build_opener, urlopen
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gcs_direct import DIRECT_EXPLAIN, LIST_FIELDS, Fetcher, direct_problem, entry
 from ansible.module_utils.gcs_rsync_common import (
     classify_error,
     make_dest,
@@ -232,6 +248,7 @@ from ansible.module_utils.gcs_rsync_common import (
     exclusion_regex,
     human_bytes,
     inside_problem,
+    is_excluded,
     object_name_problem,
     parse_rsync_output,
     url_problem,
@@ -395,34 +412,37 @@ def _metadata_token():
         return None
 
 
-def _api_listing(p):
-    """``{relative name: size}`` for every object under src, read straight from the storage JSON
-    API; None where that is not possible here (off GCE without an endpoint, any error), and the
-    tool lists instead.
+def _api_access(p):
+    """``(base URL, headers, CA file)`` of the storage JSON API, or None where it cannot be used
+    from here (off GCE without an endpoint)."""
+    if p["endpoint"]:
+        return p["endpoint"].rstrip("/"), {}, p["ca_file"]
+    token = _metadata_token()
+    if not token:
+        return None
+    return _GCS_API, {"Authorization": "Bearer " + token}, None
+
+
+def _api_listing(p, access):
+    """``{relative name: entry}`` (gcs_direct.entry) for every object under src, read straight
+    from the storage JSON API; None where that is not possible here (off GCE without an
+    endpoint, any error), and the tool lists instead.
 
     The copy tool's own listing costs a second start of gcloud or gsutil (1.5-2 s of CPU, as
     long as the copy of a small dataset). The JSON answer also carries each name exactly, where
     the tool's text listing must be parsed.
     """
-    headers = {}
-    context = None
-    if p["endpoint"]:
-        base = p["endpoint"].rstrip("/")
-        if p["ca_file"]:
-            context = ssl.create_default_context(cafile=p["ca_file"])
-    else:
-        token = _metadata_token()
-        if not token:
-            return None
-        base = _GCS_API
-        headers["Authorization"] = "Bearer " + token
+    if access is None:
+        return None
+    base, headers, cafile = access
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     # The same objects as the tool's `SRC/**`: leading slashes are part of an object's name.
     bucket, _, prefix = p["src"][len("gs://") :].partition("/")
     prefix = prefix.rstrip("/")
     prefix = prefix + "/" if prefix else ""
-    sizes, page = {}, None
+    entries, page = {}, None
     while True:
-        query = {"prefix": prefix, "fields": "items(name,size),nextPageToken", "maxResults": "1000"}
+        query = {"prefix": prefix, "fields": LIST_FIELDS, "maxResults": "1000"}
         if page:
             query["pageToken"] = page
         url = "%s/storage/v1/b/%s/o?%s" % (base, quote(bucket, safe=""), urlencode(query))
@@ -430,19 +450,21 @@ def _api_listing(p):
             with urlopen(Request(url, headers=headers), timeout=60, context=context) as resp:
                 doc = json.load(resp)
             for item in doc.get("items", []):
-                sizes[item["name"][len(prefix):]] = int(item.get("size", 0))
+                listed = entry(item, prefix)
+                entries[listed["rel"]] = listed
         except (URLError, OSError, ValueError, KeyError, TypeError):
             return None  # the tool's listing says what is wrong in words classify_error knows
         page = doc.get("nextPageToken")
         if not page:
-            return sizes
+            return entries
 
 
-def _list_objects(module, tool, path, p, env, ident):
-    """``(rc, output, {relative name: size})`` for every object under src."""
-    sizes = _api_listing(p)
-    if sizes is not None:
-        return 0, "", sizes
+def _list_objects(module, tool, path, p, env, ident, access):
+    """``(rc, output, {relative name: size}, {relative name: entry} or None)`` for every object
+    under src; the entries come only from the JSON API."""
+    entries = _api_listing(p, access)
+    if entries is not None:
+        return 0, "", dict((rel, e["size"]) for rel, e in entries.items()), entries
     src = p["src"].rstrip("/")
     if tool == "gcloud":
         cmd = [path, "storage", "ls", "--long", "--recursive", src + "/**"]
@@ -466,7 +488,7 @@ def _list_objects(module, tool, path, p, env, ident):
                                  "could be read, so not every name could be checked. Nothing was copied."
                                  % (p["src"], p["dest"], total.group(1), read),
                              error_kind="unsafe_object_name", changed=False)
-    return rc, (out or "") + (err or ""), sizes
+    return rc, (out or "") + (err or ""), sizes, None
 
 
 def _refuse(module, p, what, kind, **extra):
@@ -528,6 +550,7 @@ def main():
             mode=dict(type="str", default="0755"),
             list_limit=dict(type="int", default=50),
             preflight=dict(type="bool", default=False),
+            direct=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -570,18 +593,19 @@ def main():
     if dry_dest and ident.spawn.get("user") is not None:
         os.chown(dry_dest, ident.spawn["user"], ident.spawn["group"])
     try:
-        _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed)
+        _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed, regex)
     finally:
         ident.cleanup()
         if dry_dest:
             shutil.rmtree(dry_dest, ignore_errors=True)
 
 
-def _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed):
+def _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed, regex):
     """List and check every object name, run the tool as `ident`, report what moved."""
     dry_run = module.check_mode
+    access = _api_access(p)
     # Every object under src, before anything is copied: one bad name stops the whole pull.
-    ls_rc, ls_out, sizes = _list_objects(module, tool, path, p, env, ident)
+    ls_rc, ls_out, sizes, entries = _list_objects(module, tool, path, p, env, ident, access)
     if ls_rc != 0 and not _NO_MATCH_RE.search(ls_out):
         # Nothing was copied; say why in the same words as a failed rsync.
         kind, explanation = classify_error(ls_out)
@@ -590,6 +614,9 @@ def _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed):
         msg += ". The tool said: " + " | ".join(error_lines(ls_out))
         module.fail_json(msg=msg, error_kind=kind, changed=False, tool=tool, command=cmd, rc=ls_rc)
     _check_names(module, p, sizes)
+    selected = _direct_selection(p, access, entries, regex, run_params["dest"])
+    if selected:
+        _direct_pull(module, p, access, selected, ident, dest_changed)
     rc, output, elapsed = _run(cmd, env, p["log_file"], ident)
     parsed = parse_rsync_output(output, p["src"], run_params["dest"])
     copied, deleted = parsed["copied"], parsed["deleted"]
@@ -646,6 +673,112 @@ def _pull(module, p, tool, path, cmd, env, ident, run_params, dest_changed):
                              % (p["src"], p["dest"], "; ".join("%s: %s" % r for r in late[:10])),
                          error_kind="unsafe_object_name", changed=True, **result)
     module.exit_json(**result)
+
+
+def _direct_selection(p, access, entries, regex, dest):
+    """The entries to fetch with the module's own download, or None to leave the pull to the
+    tool: only a first pull (dest empty) of objects listed from the JSON API qualifies."""
+    if not p["direct"] or entries is None:
+        return None
+    try:
+        if os.listdir(dest):
+            return None  # files to compare: the tool's rsync does that
+    except OSError:
+        return None
+    selected = [e for rel, e in sorted(entries.items()) if not is_excluded(regex, rel)]
+    if not selected or direct_problem(selected, access[0]):
+        return None
+    return selected
+
+
+def _drop_privileges(spawn):
+    """In the download's child: become the identity the tool would have run as."""
+    if "extra_groups" in spawn:
+        os.setgroups(spawn["extra_groups"])
+    if "group" in spawn:
+        os.setresgid(spawn["group"], spawn["group"], spawn["group"])
+    if "user" in spawn:
+        os.setresuid(spawn["user"], spawn["user"], spawn["user"])
+
+
+def _fetch_as(ident, fetcher, selected):
+    """Run fetcher in a child process as `ident` (the pull's owner when root runs the module), so
+    every file and directory is created by the owner, as the tool's would be; return its result."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe, then exits
+        code = 1
+        try:
+            os.close(read_end)
+            os.chdir("/")
+            _drop_privileges(ident.spawn)
+            data = json.dumps(fetcher.run(selected)).encode("utf-8")
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - whatever happened is reported, never raised here
+            data = json.dumps({"crash": "%s: %s" % (type(exc).__name__, exc)}).encode("utf-8")
+        try:
+            while data:
+                data = data[os.write(write_end, data):]
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as pipe:
+        for chunk in iter(lambda: pipe.read(65536), b""):
+            chunks.append(chunk)
+    os.waitpid(pid, 0)
+    try:
+        return json.loads(b"".join(chunks).decode("utf-8"))
+    except ValueError:
+        return {"crash": "the download process ended without a result"}
+
+
+def _direct_pull(module, p, access, selected, ident, dest_changed):
+    """Fetch `selected` from the JSON API into the empty dest and exit the module."""
+    base, headers, cafile = access
+    bucket = p["src"][len("gs://"):].partition("/")[0]
+    nbytes = sum(e["size"] for e in selected)
+    result = dict(tool="json-api", command=[], source=p["src"], destination=p["dest"], dry_run=module.check_mode,
+                  files_deleted=0, deleted=[], dest_changed=dest_changed, rc=0)
+    if p["log_file"]:
+        result["log_file"] = p["log_file"]
+    if module.check_mode:
+        copied = [e["rel"] for e in selected]
+        module.exit_json(changed=True, files_copied=len(copied), copied=copied[: p["list_limit"]],
+                         bytes_copied=nbytes, bytes_copied_human=human_bytes(nbytes), elapsed_s=0.0,
+                         mib_per_s=None, **result)
+    with contextlib.ExitStack() as stack:
+        log_fd = None
+        if p["log_file"]:
+            os.makedirs(os.path.dirname(p["log_file"]) or ".", exist_ok=True)
+            log = stack.enter_context(open(p["log_file"], "ab", buffering=0))
+            log_fd = log.fileno()
+            log.write(("\n=== %s %s from %s/storage/v1 to %s: %d objects, %s, as uid %s\n" % (
+                datetime.datetime.now().isoformat(timespec="seconds"), p["src"], base, p["dest"], len(selected),
+                human_bytes(nbytes), ident.spawn.get("user", os.geteuid()))).encode("utf-8"))
+        fetcher = Fetcher(base, bucket, p["dest"], headers=headers, cafile=cafile, threads=p["threads"],
+                          retries=p["retries"], log_fd=log_fd,
+                          refresh_token=None if p["endpoint"] else _metadata_token)
+        start = time.monotonic()
+        out = _fetch_as(ident, fetcher, selected)
+        elapsed = time.monotonic() - start
+        errors = out.get("errors") or ([("", "unknown", out["crash"])] if "crash" in out else [])
+        if log_fd is not None:
+            log.write(("=== exit %d after %.1f s\n" % (1 if errors else 0, elapsed)).encode("utf-8"))
+    copied = sorted(out.get("copied", []))
+    done = out.get("bytes", 0)
+    result.update(files_copied=len(copied), copied=copied[: p["list_limit"]], bytes_copied=done,
+                  bytes_copied_human=human_bytes(done), elapsed_s=round(elapsed, 2),
+                  mib_per_s=round(done / 1048576.0 / elapsed, 1) if elapsed > 0 else None)
+    if errors:
+        result["rc"] = 1
+        _rel, kind, text = errors[0]
+        msg = "gcs_rsync: pulling %s to %s from the storage JSON API failed: %s. %s" % (
+            p["src"], p["dest"], DIRECT_EXPLAIN.get(kind, "unexpected error"), text)
+        if p["log_file"]:
+            msg += " (log: %s)" % p["log_file"]
+        module.fail_json(msg=msg, error_kind=kind, changed=bool(copied or dest_changed), **result)
+    module.exit_json(changed=True, **result)
 
 
 if __name__ == "__main__":

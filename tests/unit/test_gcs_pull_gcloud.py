@@ -74,12 +74,14 @@ def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, open_tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     dry = run_module(gcs, dest, tmp_path, check=True)
+    assert dry["tool"] == "json-api", dry
     assert dry["dry_run"] and dry["changed"] and dry["files_copied"] == 21
     assert dry["bytes_copied"] == 20 * 2048 + 3 * 1024 * 1024
     assert not any(dest.iterdir())
 
+    # A first pull into an empty dest: the module's own download (direct), no tool started.
     first = run_module(gcs, dest, tmp_path)
-    assert first["tool"] == "gcloud" and first["changed"] is True, first
+    assert first["tool"] == "json-api" and first["changed"] is True, first
     assert first["files_copied"] == 21 and first["bytes_copied"] == 20 * 2048 + 3 * 1024 * 1024
     assert not (dest / "skip.tmp").exists()
     assert (dest / "big.bin").read_bytes() == gcs.object_path("bkt", "data/big.bin").read_bytes()
@@ -87,6 +89,7 @@ def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, open_tmp_path):
     assert (dest / "big.bin").stat().st_uid == (NOBODY if os.geteuid() == 0 else os.geteuid())
 
     second = run_module(gcs, dest, tmp_path)
+    assert second["tool"] == "gcloud", second
     assert second["changed"] is False and second["files_copied"] == 0 and second["bytes_copied"] == 0
 
     # Damage the local copy in place (same size): the checksum compare re-fetches it.
@@ -102,16 +105,59 @@ def test_gcloud_pull_is_idempotent_and_sees_changes(gcs, open_tmp_path):
     assert "Copying gs://bkt/data/big.bin" in (tmp_path / "pull.log").read_text()
 
 
-def test_gcloud_missing_bucket_and_corrupt_object(gcs, open_tmp_path):
+def tree(root: Path) -> dict[str, tuple[int, int, int, int]]:
+    """Every path under root: (size, mode, mtime, uid)."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else 0, p.stat().st_mode,
+                                       int(p.stat().st_mtime) if p.is_file() else 0, p.stat().st_uid)
+            for p in root.rglob("*")}
+
+
+def test_the_direct_first_pull_writes_what_gcloud_writes(gcs, open_tmp_path):
+    """Same paths, sizes, modes, owners and mtimes as a first `gcloud storage rsync`, so the
+    tool's later pulls, by size and mtime (checksum=false) or by checksum, copy nothing."""
+    tmp_path = open_tmp_path
+    by_api, by_tool = tmp_path / "api", tmp_path / "tool"
+    by_api.mkdir()
+    by_tool.mkdir()
+    api = run_module(gcs, by_api, tmp_path)
+    tool = run_module(gcs, by_tool, tmp_path, direct=False)
+    assert (api["tool"], tool["tool"]) == ("json-api", "gcloud")
+    assert api["files_copied"] == tool["files_copied"] == 21 and api["bytes_copied"] == tool["bytes_copied"]
+    assert sorted(api["copied"]) == sorted(tool["copied"])
+    assert tree(by_api) == tree(by_tool)
+    assert not [p for p in by_api.rglob("*") if p.name.endswith(".gcs_pull")]
+    by_mtime = run_module(gcs, by_api, tmp_path, checksum=False)
+    assert by_mtime["tool"] == "gcloud" and by_mtime["files_copied"] == 0 and not by_mtime["changed"], by_mtime
+    log = (tmp_path / "pull.log").read_text()
+    assert "Copying gs://bkt/data/big.bin to file://%s/big.bin" % by_api in log
+
+
+def test_a_dest_with_files_is_left_to_the_tool(gcs, open_tmp_path):
     tmp_path = open_tmp_path
     dest = tmp_path / "d"
     dest.mkdir()
-    missing = run_module(gcs, dest, tmp_path, src="gs://no-such-bucket-x/data")
+    (dest / "notes.txt").write_text("mine")
+    res = run_module(gcs, dest, tmp_path)
+    assert res["tool"] == "gcloud" and res["files_copied"] == 21, res
+    assert (dest / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["json-api", "gcloud"])
+def test_gcloud_missing_bucket_and_corrupt_object(gcs, open_tmp_path, direct):
+    tmp_path = open_tmp_path
+    dest = tmp_path / "d"
+    dest.mkdir()
+    missing = run_module(gcs, dest, tmp_path, src="gs://no-such-bucket-x/data", direct=direct)
     assert missing["failed"] and missing["error_kind"] == "missing_bucket"
     assert "bucket does not exist" in missing["msg"]
 
     gcs.corrupt_object("bkt", "data/small/s07.bin", offset=10)
-    bad = run_module(gcs, dest, tmp_path, include=["small/s07.bin"])
+    try:
+        bad = run_module(gcs, dest, tmp_path, include=["small/s07.bin"], direct=direct)
+    finally:
+        gcs.corrupt_object("bkt", "data/small/s07.bin", offset=10)  # flipped back for the next test
     assert bad["failed"] and bad["error_kind"] == "checksum", bad
+    assert bad["tool"] == ("json-api" if direct else "gcloud")
     assert "did not match its stored checksum" in bad["msg"]
     assert not (dest / "small" / "s07.bin").exists()
+    assert not [p for p in dest.rglob("*") if p.is_file()], "no partial copy is left behind"

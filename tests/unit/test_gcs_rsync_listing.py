@@ -16,9 +16,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
 
+import gcs_direct  # noqa: E402
 import gcs_rsync_common  # noqa: E402
 
 sys.modules["ansible.module_utils.gcs_rsync_common"] = gcs_rsync_common
+sys.modules["ansible.module_utils.gcs_direct"] = gcs_direct
 _spec = importlib.util.spec_from_file_location("gcs_rsync", REPO / "plugins" / "modules" / "gcs_rsync.py")
 gcs_rsync = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gcs_rsync)
@@ -82,39 +84,43 @@ def params(src, endpoint):
     return {"src": src, "endpoint": endpoint, "ca_file": None}
 
 
+def listing(p):
+    """``{relative name: size}`` as the module lists it from the API, or None (the tool lists)."""
+    entries = gcs_rsync._api_listing(p, gcs_rsync._api_access(p))
+    return None if entries is None else {rel: e["size"] for rel, e in entries.items()}
+
+
 def test_every_page_is_read_and_names_are_kept_exactly(server):
     _Handler.requests.clear()
-    sizes = gcs_rsync._api_listing(params("gs://bkt/data", server))
+    sizes = listing(params("gs://bkt/data", server))
     assert sizes == {"a.txt": 3, "sub/b c.bin": 1048576, "odd\nname": 7, "../escape": 1, "": 0}
     assert len(_Handler.requests) == 3  # five objects, two per page
     assert all("prefix=data%2F" in r for r in _Handler.requests)
 
 
 def test_the_bucket_root_lists_every_object(server):
-    sizes = gcs_rsync._api_listing(params("gs://bkt", server))
+    sizes = listing(params("gs://bkt", server))
     assert sizes == OBJECTS
 
 
 def test_a_trailing_slash_names_the_same_prefix(server):
-    assert gcs_rsync._api_listing(params("gs://bkt/data/", server)) == gcs_rsync._api_listing(
-        params("gs://bkt/data", server)
-    )
+    assert listing(params("gs://bkt/data/", server)) == listing(params("gs://bkt/data", server))
 
 
 def test_an_empty_segment_is_not_dropped(server):
     """gs://bkt//lead names the objects under "/lead/", as the tool's own listing does."""
-    assert gcs_rsync._api_listing(params("gs://bkt//lead", server)) == {"x": 2}
-    assert gcs_rsync._api_listing(params("gs://bkt/lead", server)) == {}
+    assert listing(params("gs://bkt//lead", server)) == {"x": 2}
+    assert listing(params("gs://bkt/lead", server)) == {}
 
 
 def test_an_error_leaves_the_listing_to_the_tool(server):
     # The tool's own listing then fails with the words classify_error turns into a message.
-    assert gcs_rsync._api_listing(params("gs://missing-bkt/data", server)) is None
+    assert listing(params("gs://missing-bkt/data", server)) is None
 
 
 def test_no_endpoint_and_no_metadata_server_leaves_the_listing_to_the_tool(monkeypatch):
     monkeypatch.setattr(gcs_rsync, "_metadata_token", lambda: None)
-    assert gcs_rsync._api_listing(params("gs://bkt/data", "")) is None
+    assert listing(params("gs://bkt/data", "")) is None
 
 
 def test_on_gce_the_service_account_token_is_sent(server, monkeypatch):
@@ -128,7 +134,7 @@ def test_on_gce_the_service_account_token_is_sent(server, monkeypatch):
         return real_urlopen(req, **kwargs)
 
     monkeypatch.setattr(gcs_rsync, "urlopen", spy)
-    assert gcs_rsync._api_listing(params("gs://bkt/data", "")) is not None
+    assert listing(params("gs://bkt/data", "")) is not None
     assert seen["auth"] == "Bearer tok-123"
 
 
@@ -143,7 +149,8 @@ def test_the_listing_feeds_the_name_check(server):
             raise RefusedError(kw)
 
     p = params("gs://bkt/data", server)
-    rc, _out, sizes = gcs_rsync._list_objects(Module(), "gcloud", "/nonexistent/gcloud", p, {}, None)
+    rc, _out, sizes, _entries = gcs_rsync._list_objects(Module(), "gcloud", "/nonexistent/gcloud", p, {}, None,
+                                                        gcs_rsync._api_access(p))
     assert rc == 0
     with pytest.raises(RefusedError) as stop:
         gcs_rsync._check_names(Module(), {"src": "gs://bkt/data", "dest": "/nonexistent/dest"}, sizes)
@@ -161,5 +168,5 @@ def test_an_https_endpoint_is_verified_with_its_ca_file(tmp_path):
     (seed / "a.txt").write_text("x")
     with FakeGcs(tmp_path / "srv", scheme="https", data_dir=tmp_path / "seed") as gcs:
         trusted = {"src": "gs://bkt/data", "endpoint": gcs.https_url, "ca_file": str(gcs.ca_file)}
-        assert gcs_rsync._api_listing(trusted) == {"a.txt": 1}
-        assert gcs_rsync._api_listing(dict(trusted, ca_file=None)) is None
+        assert listing(trusted) == {"a.txt": 1}
+        assert listing(dict(trusted, ca_file=None)) is None
