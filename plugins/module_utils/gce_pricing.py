@@ -113,8 +113,16 @@ def _region_prices(prices, region):
 _CHOSEN_BY = {"GPU": "gce_vm_gpu_type", "machine family": "gce_vm_machine_type", "disk": "gce_vm_disk_type"}
 
 
-def _lookup(table, key, what, region):
+def _lookup(table, key, what, region, built_into=None):
     if key not in table:
+        if built_into:
+            # The GPU comes with the machine type: that is the variable the user set.
+            raise PricingError(
+                "gce_vm_machine_type: the price table has no GPU price for %s, built into %s, in %s. "
+                "Pick a machine type whose GPU it prices (%s), or add the price of %s to "
+                "gce_preflight_price_overrides."
+                % (key, built_into, region, ", ".join(sorted(table)) or "none", key)
+            )
         raise PricingError(
             "%s: the price table has no %s price for %s in %s. Pick one it prices (%s), or add the "
             "price of %s to gce_preflight_price_overrides."
@@ -156,7 +164,9 @@ def estimate(
         items.append(_item("vcpu", vcpus, "vCPU", vcpu_price * vcpus, hours))
         items.append(_item("memory", memory_gib, "GiB", mem_price * memory_gib, hours))
         if gpu_type and gpu_count:
-            gpu = _lookup(table.get("gpus") or {}, gpu_type, "GPU", priced_region)
+            builtin = (_BUILTIN_SHAPES.get(machine_type) or (None, None, None))[2] == gpu_type
+            gpu = _lookup(table.get("gpus") or {}, gpu_type, "GPU", priced_region,
+                          built_into=machine_type if builtin else None)
             price = gpu["spot" if use_spot else "on_demand"]
             items.append(_item("gpu", gpu_count, gpu_type, price * gpu_count, hours))
         if external_ip:

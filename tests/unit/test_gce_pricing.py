@@ -96,6 +96,15 @@ def test_unknown_gpu_is_an_error_naming_the_variable_not_a_zero(prices):
     assert "nvidia-tesla-t4" in str(info.value) and "gce_preflight_price_overrides" in str(info.value)
 
 
+def test_an_unpriced_builtin_gpu_names_the_machine_type_the_user_chose(prices):
+    """A3 Ultra's H200 comes with the machine type: gce_vm_gpu_type was not what the user set."""
+    with pytest.raises(gce_pricing.PricingError) as info:
+        gce_pricing.estimate(prices, "us-central1-a", "a3-ultragpu-8g", 224, 2952, "nvidia-h200-141gb", 8)
+    assert str(info.value).startswith(
+        "gce_vm_machine_type: the price table has no GPU price for nvidia-h200-141gb, built into a3-ultragpu-8g")
+    assert "gce_vm_gpu_type" not in str(info.value) and "gce_preflight_price_overrides" in str(info.value)
+
+
 def test_budget_refusal(prices):
     cost = gce_pricing.estimate(
         prices, "us-central1-a", "n1-standard-4", 4, 15.0, "nvidia-tesla-t4", 1,
