@@ -126,7 +126,9 @@ options:
         runs the module. Files get the modification time C(gcloud storage rsync) would give
         them, so later pulls, which the tool does, find nothing to copy.
       - Left to the tool, which handles them, are composite objects (no md5), gzip-encoded
-        objects, folder placeholders, and an endpoint reached through a proxy.
+        objects, folder placeholders, an endpoint reached through a proxy, and any object of
+        128 MiB or more (one stream per object; the tool downloads large objects in parallel
+        slices, which is worth its start-up on a real network).
     type: bool
     default: true
   preflight:

@@ -49,10 +49,12 @@ def test_mtime_comes_from_the_objects_metadata_then_its_creation_time():
         (item("data/folder/"), "folder placeholder"),
         (item("data/", data=b""), "folder placeholder"),
         (item("data/t", timeCreated=None), "no generation or creation time"),
+        (dict(item("data/huge.bin"), size=str(128 << 20)), "large enough for gcloud's sliced download"),
     ],
 )
 def test_what_the_download_leaves_to_the_tool(doc, why):
-    entries = [gcs_direct.entry(item("data/ok.bin"), "data/"), gcs_direct.entry(doc, "data/")]
+    entries = [gcs_direct.entry(dict(item("data/ok.bin"), size=str((128 << 20) - 1)), "data/"),
+               gcs_direct.entry(doc, "data/")]
     assert why in gcs_direct.direct_problem(entries, "http://127.0.0.1:1")
     assert gcs_direct.direct_problem(entries[:1], "http://127.0.0.1:1") is None
 
