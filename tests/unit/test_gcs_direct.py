@@ -1,5 +1,9 @@
 """gcs_rsync's own download (module_utils/gcs_direct.py): which pulls it takes, the mtimes it
-gives, and what it does when the server misbehaves, against a small local server."""
+gives, and what it does when the server misbehaves, against a small local server.
+
+The download writes, renames and deletes files: every run of it here is in a temporary tree and,
+when the suite is root, in a child that has dropped to nobody (tests/support/unprivileged.py).
+What root does with it (drop to the pull's owner first) is tested in a container: molecule/gcs_pull."""
 
 from __future__ import annotations
 
@@ -9,12 +13,14 @@ import json
 import os
 import stat
 import sys
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+
+from tests.support.httpserver import serve
+from tests.support.unprivileged import NOBODY, run_unprivileged
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
@@ -103,26 +109,32 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield "http://127.0.0.1:%d" % httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    with serve(_Handler) as url:
+        yield url
 
 
-def fetch(server, tmp_path, names, **kwargs):
+def fetch(server, tmp_path, names, umask=0o022, **kwargs):
+    """The download of `names` into tmp_path/dest, as nobody when the suite is root; returns its
+    result with the number of token refreshes it made (`refreshes`)."""
     _Handler.hits.clear()
     entries = [gcs_direct.entry(item(n, BLOBS[n], metadata={"goog-reserved-file-mtime": "1600000000"}), "data/")
                for n in names]
-    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    refreshes = []
+    if kwargs.pop("refresh", False):
+        kwargs["refresh_token"] = lambda: refreshes.append(1) or "fresh"
+
+    def download():
+        old = os.umask(umask)
+        try:
+            fetcher = gcs_direct.Fetcher(server, "bkt", str(tmp_path / "dest"), threads=3, retries=2, log_fd=log,
+                                         **kwargs)
+            return dict(fetcher.run(entries), refreshes=len(refreshes))
+        finally:
+            os.umask(old)
+
     try:
-        fetcher = gcs_direct.Fetcher(server, "bkt", str(tmp_path / "dest"), threads=3, retries=2, log_fd=log,
-                                     **kwargs)
-        return fetcher.run(entries)
+        return run_unprivileged(tmp_path, download)
     finally:
         os.close(log)
 
@@ -131,24 +143,23 @@ def leftovers(tmp_path):
     return [p.name for p in (tmp_path / "dest").rglob("*.gcs_pull")]
 
 
-def test_objects_land_whole_with_the_umask_mode_and_the_objects_mtime(server, tmp_path):
-    old = os.umask(0o027)
-    try:
-        out = fetch(server, tmp_path, ["data/ok.bin", "data/sub/flaky.bin"])
-    finally:
-        os.umask(old)
+def test_objects_land_whole_with_the_umask_mode_and_the_objects_mtime(server, open_tmp_path):
+    tmp_path = open_tmp_path
+    out = fetch(server, tmp_path, ["data/ok.bin", "data/sub/flaky.bin"], umask=0o027)
     assert out["errors"] == [] and sorted(out["copied"]) == ["ok.bin", "sub/flaky.bin"]
     assert out["bytes"] == len(BLOBS["data/ok.bin"]) + len(b"eventually")
     got = tmp_path / "dest" / "ok.bin"
     assert got.read_bytes() == BLOBS["data/ok.bin"]
     assert stat.S_IMODE(got.stat().st_mode) == 0o640 and int(got.stat().st_mtime) == 1600000000
+    assert got.stat().st_uid == (NOBODY if os.geteuid() == 0 else os.geteuid()), "written by nobody, not root"
     assert (tmp_path / "dest" / "sub" / "flaky.bin").read_bytes() == b"eventually"
     assert _Handler.hits["data/sub/flaky.bin"] == 2, "a 503 is retried"
     assert "Copying gs://bkt/data/ok.bin to file://%s" % got in (tmp_path / "log").read_text()
     assert leftovers(tmp_path) == []
 
 
-def test_a_body_that_does_not_match_its_md5_is_not_kept(server, tmp_path):
+def test_a_body_that_does_not_match_its_md5_is_not_kept(server, open_tmp_path):
+    tmp_path = open_tmp_path
     out = fetch(server, tmp_path, ["data/bad.bin"])
     assert [e[:2] for e in out["errors"]] == [("bad.bin", "checksum")], out
     assert "the bucket says 9 bytes with md5 %s" % md5(b"as stored") in out["errors"][0][2]
@@ -156,27 +167,28 @@ def test_a_body_that_does_not_match_its_md5_is_not_kept(server, tmp_path):
     assert _Handler.hits["data/bad.bin"] == 1, "a checksum mismatch is not retried"
 
 
-def test_an_object_replaced_after_the_listing_is_named(server, tmp_path):
+def test_an_object_replaced_after_the_listing_is_named(server, open_tmp_path):
+    tmp_path = open_tmp_path
     out = fetch(server, tmp_path, ["data/gone.bin"])
     assert [e[:2] for e in out["errors"]] == [("gone.bin", "changed_during_pull")]
     assert "generation 7" in out["errors"][0][2]
 
 
-def test_an_expired_token_is_refreshed_once(server, tmp_path):
+def test_an_expired_token_is_refreshed_once(server, open_tmp_path):
+    tmp_path = open_tmp_path
     denied = fetch(server, tmp_path, ["data/auth.bin"], headers={"Authorization": "Bearer old"})
     assert [e[:2] for e in denied["errors"]] == [("auth.bin", "permission")]
-    calls = []
-    out = fetch(server, tmp_path, ["data/auth.bin"], headers={"Authorization": "Bearer old"},
-                refresh_token=lambda: calls.append(1) or "fresh")
-    assert out["errors"] == [] and calls == [1]
+    out = fetch(server, tmp_path, ["data/auth.bin"], headers={"Authorization": "Bearer old"}, refresh=True)
+    assert out["errors"] == [] and out["refreshes"] == 1
     assert (tmp_path / "dest" / "auth.bin").read_bytes() == b"needs a fresh token"
 
 
-def test_an_unreachable_endpoint_fails_after_its_retries(tmp_path):
+def test_an_unreachable_endpoint_fails_after_its_retries(open_tmp_path):
     from tests.support.fakegcs import free_port
 
     entries = [gcs_direct.entry(item("data/ok.bin"), "data/")]
-    fetcher = gcs_direct.Fetcher("http://127.0.0.1:%d" % free_port(), "bkt", str(tmp_path), retries=1)
-    out = fetcher.run(entries)
+    url = "http://127.0.0.1:%d" % free_port()
+    fetcher = gcs_direct.Fetcher(url, "bkt", str(open_tmp_path), retries=1)
+    out = run_unprivileged(open_tmp_path, lambda: fetcher.run(entries))
     assert [e[1] for e in out["errors"]] == ["connection"] and "after 1 retries" in out["errors"][0][2]
     assert json.dumps(out)  # what the child process sends back to the module

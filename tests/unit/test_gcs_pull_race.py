@@ -15,7 +15,7 @@ import stat
 import pytest
 
 from tests.support.unprivileged import NOBODY
-from tests.unit.test_gcs_pull_gcloud import gcs, run_module  # noqa: F401 - gcs is a fixture
+from tests.unit.test_gcs_pull_gcloud import run_module
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="root runs the module in production; only root can show it")
 
@@ -113,13 +113,3 @@ def test_the_owner_gets_a_private_home_not_roots_gcloud_config(tree):
     assert f"owner={NOBODY} mode=700" in line, line
     assert not os.path.exists(home), "the private home is removed after the pull"
 
-
-def test_the_direct_download_writes_as_the_owner_not_as_root(gcs, tree):  # noqa: F811 - the fixture
-    """A first pull into an empty dest is fetched by the module itself (no tool): its child
-    process drops to the owner before it creates anything, as the tool would have run."""
-    root, dest, victim, tool, logs = tree
-    res = run_module(gcs, dest, logs, as_root=True, owner="nobody")
-    assert res["tool"] == "json-api" and res["files_copied"] == 21, res
-    made = [dest, *dest.rglob("*")]
-    assert {(p.stat().st_uid, p.stat().st_gid) for p in made} == {(NOBODY, pwd.getpwuid(NOBODY).pw_gid)}
-    assert "as uid %d" % NOBODY in (logs / "pull.log").read_text()
