@@ -755,9 +755,9 @@ def _direct_pull(module, p, access, selected, ident, dest_changed):
             os.makedirs(os.path.dirname(p["log_file"]) or ".", exist_ok=True)
             log = stack.enter_context(open(p["log_file"], "ab", buffering=0))
             log_fd = log.fileno()
-            log.write(("\n=== %s %s from %s/storage/v1 to %s: %d objects, %s, as uid %s\n" % (
+            log.write(("\n=== %s %s from %s/storage/v1 to %s: %d objects, %s\n" % (
                 datetime.datetime.now().isoformat(timespec="seconds"), p["src"], base, p["dest"], len(selected),
-                human_bytes(nbytes), ident.spawn.get("user", os.geteuid()))).encode("utf-8"))
+                human_bytes(nbytes))).encode("utf-8"))
         fetcher = Fetcher(base, bucket, p["dest"], headers=headers, cafile=cafile, threads=p["threads"],
                           retries=p["retries"], log_fd=log_fd,
                           refresh_token=None if p["endpoint"] else _metadata_token)

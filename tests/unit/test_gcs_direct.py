@@ -154,7 +154,10 @@ def test_objects_land_whole_with_the_umask_mode_and_the_objects_mtime(server, op
     assert got.stat().st_uid == (NOBODY if os.geteuid() == 0 else os.geteuid()), "written by nobody, not root"
     assert (tmp_path / "dest" / "sub" / "flaky.bin").read_bytes() == b"eventually"
     assert _Handler.hits["data/sub/flaky.bin"] == 2, "a 503 is retried"
-    assert "Copying gs://bkt/data/ok.bin to file://%s" % got in (tmp_path / "log").read_text()
+    log = (tmp_path / "log").read_text()
+    assert "Copying gs://bkt/data/ok.bin to file://%s" % got in log
+    writer = (NOBODY, NOBODY) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    assert "=== writing as uid %d gid %d\n" % writer in log
     assert leftovers(tmp_path) == []
 
 

@@ -145,8 +145,10 @@ def test_progress_log_records_the_copies(host):
     assert "Copying gs://gcs-pull-test/dataset/large/shard-1.bin" in log.content_string
     assert "=== exit 0" in log.content_string
     # The first pull into the new dest was the module's own download, run as the owner.
+    analyst = host.user("analyst")
     assert re.search(r"gs://gcs-pull-test/dataset from https://\S+/storage/v1 to /srv/data/dataset: 202 objects, "
-                     r"\S+ MiB, as uid %d\n" % host.user("analyst").uid, log.content_string), log.content_string[:2000]
+                     r"\S+ MiB\n=== writing as uid %d gid %d\n" % (analyst.uid, analyst.gid),
+                     log.content_string), log.content_string[:2000]
 
 
 def test_changes_are_pulled_and_user_files_kept(host, state, tmp_path):
