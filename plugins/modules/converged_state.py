@@ -234,12 +234,12 @@ def read_stamp(path):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as e:
-        if e.errno == errno.ENOENT:
-            return None
+        if e.errno in (errno.ENOENT, errno.ELOOP):
+            return None  # none, or a link put in its place: not followed, not trusted
         raise
     with os.fdopen(fd) as f:
         st = os.fstat(f.fileno())
-        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
             return None  # not root's alone: not trusted
         try:
             return json.load(f)
@@ -280,6 +280,13 @@ def main():
         ),
         supports_check_mode=True,
     )
+    try:
+        run(module)
+    except OSError as e:
+        module.fail_json(msg="converged_state: %s" % e)
+
+
+def run(module):
     p = module.params
     probes = [[str(a) for a in argv] for argv in p["probes"]]
     state = fingerprint(p["trees"], p["paths"], probes)

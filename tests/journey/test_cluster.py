@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, REPO, run_playbook
+from support import converged_coverage
 from test_fleet import summary_lines
 from test_journey import JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, run_cell, tunnel
 
@@ -112,13 +113,19 @@ def cluster_vars(wheelhouse_url):
 
 
 @pytest.fixture(scope="module")
-def cluster(cluster_sandbox, cluster_vars):
-    """One converged cluster for every step; make down at the end."""
+def cluster(cluster_sandbox, cluster_vars, tmp_path_factory):
+    """One converged cluster for every step; make down at the end. Everything the roles touched
+    on each node (Ray and the cluster's files included) is in the record of the run."""
     sb = cluster_sandbox
     sb.clear_requests()
     started = time.monotonic()
-    up = run_playbook("site.yml", sb, extra_vars=cluster_vars, env=JSON_OUTPUT, timeout=1500)
+    touched = tmp_path_factory.mktemp("cluster-invocations") / "invocations.jsonl"
+    up = run_playbook("site.yml", sb, extra_vars=cluster_vars, env=dict(JSON_OUTPUT, **converged_coverage.env(touched)),
+                      timeout=1500)
     assert up.rc == 0, up
+    for container in [c.split()[0] for c in containers(sb)]:
+        name = next(n for n in NAMES if container.endswith("-" + n))
+        assert converged_coverage.uncovered(touched, converged_coverage.recorded_keys(container), name) == [], name
     up.seconds = time.monotonic() - started
     up.calls = [(r["method"], r["path"].split("?")[0]) for r in sb.requests()]
     yield up
@@ -379,6 +386,9 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     assert again.rc == 0, again
     assert again.changed == 0, again
     assert mutating_calls(sb) == []
+    # The nodes, as the first run left them, take the shortcut together.
+    assert again.stdout.count("Converged | Leave the roles out on this VM") == 1, again
+    assert "TASK [ray : " not in again.stdout and "TASK [cluster_env : " not in again.stdout, again
 
     # Status shows every VM.
     status = run_playbook("playbooks/status.yml", sb)

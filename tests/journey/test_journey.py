@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, run_playbook
+from support import converged_coverage
 
 pytestmark = pytest.mark.journey
 
@@ -164,14 +165,23 @@ def instance(sb):
     return sb.api("GET", f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{NAME}")
 
 
-def test_up_open_rerun_stop_start_destroy(podman_sandbox):
+def on_vm(sb, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["podman", "exec", containers(sb)[0].split()[0], "sh", "-c", command],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_up_open_rerun_stop_start_destroy(podman_sandbox, tmp_path):
     sb = podman_sandbox
 
     # 1. Nothing -> make up: the VM is created and configured, the summary says how to get in.
-    first = run_playbook("site.yml", sb, env=JSON_OUTPUT, timeout=900)
+    #    Every file, unit, package and account the roles touched is in the record of the run.
+    touched = tmp_path / "invocations.jsonl"
+    first = run_playbook("site.yml", sb, env=dict(JSON_OUTPUT, **converged_coverage.env(touched)), timeout=900)
     assert first.rc == 0, first
     assert first.recap[NAME]["changed"] > 0 and first.recap[NAME]["failed"] == 0, first
     assert [c.split()[1] for c in containers(sb)] == ["running"]
+    assert converged_coverage.uncovered(touched, converged_coverage.recorded_keys(containers(sb)[0].split()[0]),
+                                            NAME) == []
     # GPUs are recorded on the sandbox VM, not present: nothing claims they were verified.
     assert summary_line(first.stdout, "GPU check").startswith("GPU not verified (sandbox"), first
     assert "1 x nvidia-tesla-t4" in summary_line(first.stdout, "Machine")
@@ -193,12 +203,29 @@ def test_up_open_rerun_stop_start_destroy(podman_sandbox):
         assert "jp-Launcher" in dom and "Python 3" in dom, dom[-2000:]
         assert shot.stat().st_size > 10_000
 
-    # 3. make up again: nothing changes, nothing is asked of the API that changes anything.
+    # 3. make up again: nothing changes, nothing is asked of the API that changes anything, and
+    #    the VM, as the first run left it, is checked in one step instead of by every role.
     sb.clear_requests()
     second = run_playbook("site.yml", sb, timeout=600)
     assert second.rc == 0, second
     assert second.changed == 0, second
     assert mutating_calls(sb) == []
+    assert "Converged | Leave the roles out on this VM" in second.stdout, second
+    assert "TASK [jupyter : " not in second.stdout and "TASK [nvidia_driver : " not in second.stdout, second
+
+    # 3a. Drift on the VM (an edited server config, a stopped service) is named, and the roles
+    #     run and repair it; the run after that takes the shortcut again.
+    on_vm(sb, "echo '# edited by hand' >> /etc/jupyter/service/jupyter_server_config.py && systemctl stop jupyter")
+    repaired = run_playbook("site.yml", sb, timeout=600)
+    assert repaired.rc == 0, repaired
+    assert repaired.recap[NAME]["changed"] > 0, repaired
+    assert "jupyter_server_config.py: content changed" in repaired.stdout, repaired
+    assert "unit jupyter.service: inactive, was active" in repaired.stdout, repaired
+    assert on_vm(sb, "systemctl is-active jupyter").stdout.strip() == "active"
+    assert "edited by hand" not in on_vm(sb, "cat /etc/jupyter/service/jupyter_server_config.py").stdout
+    third = run_playbook("site.yml", sb, timeout=600)
+    assert third.rc == 0 and third.changed == 0, third
+    assert "Converged | Leave the roles out on this VM" in third.stdout, third
 
     # 3b. Reconfigure to 2 GPUs (the VM is stopped for it and started again), then make up with
     #     the same declaration: the VM host changes nothing, nothing mutating reaches the API
