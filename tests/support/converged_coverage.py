@@ -25,6 +25,9 @@ COMMANDS = {
     "Install | Create the virtual environment": "/opt/jupyter/venv",
     "Install | Hold the driver packages at the installed version": "/var/lib/dpkg/status",
 }
+# Files written on the controller (delegate_to: localhost): the play hands them to converged_state
+# as controller_files, whose digest is part of the record.
+CONTROLLER_FILES = {"gpu_jupyter_cluster.json"}
 # Actions that only read, report or decide.
 READ_ONLY = {"assert", "set_fact", "validate_argument_spec", "debug", "stat", "find", "setup", "include_vars",
              "getent", "slurp", "wait_for", "uri", "meta", "jupyter_pip_satisfied", "jupyter_port_owner",
@@ -57,7 +60,11 @@ def uncovered(log: Path, recorded_keys: set[str], host: str) -> list[str]:
         if r["play"] != CONFIGURE_PLAY or r["role"] in ALWAYS_RUNS or r["host"] != host:
             continue
         action, args, where = _short(r["action"]), r["args"], "%s (%s)" % (r["task"], r["action"])
-        if action in FILE_ACTIONS:
+        if r.get("delegate_to") in ("localhost", "127.0.0.1"):
+            path = args.get("path") or args.get("dest") or ""
+            if r["changed"] and posixpath.basename(path) not in CONTROLLER_FILES:
+                missing.append("%s wrote %s on the controller, which the record does not cover" % (where, path))
+        elif action in FILE_ACTIONS:
             path = args.get("path") or args.get("dest")
             if path and not _covered(posixpath.normpath(path), recorded_keys):
                 missing.append("%s: %s" % (where, path))

@@ -45,6 +45,7 @@ class CallbackModule(CallbackBase):
                     "host": result._host.get_name(), "play": task.play.get_name() if task.play else "",
                     "role": task._role.get_name() if task._role else "", "task": task.get_name(),
                     "action": task.action, "changed": bool(item.get("changed")),
+                    "delegate_to": task.delegate_to if isinstance(task.delegate_to, str) else None,
                     "args": {k: args[k] for k in ("path", "dest", "name", "pkg", "state", "enabled", "virtualenv")
                              if args.get(k) is not None},
                 }, default=str) + "\n")
