@@ -394,7 +394,6 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     assert mutating_calls(sb) == []
     # The nodes, as the first run left them, take the shortcut together.
     assert took_shortcut(again, NAMES), again
-    assert "TASK [ray : " not in again.stdout and "TASK [cluster_env : " not in again.stdout, again
 
     # Status shows every VM.
     status = run_playbook("playbooks/status.yml", sb)
