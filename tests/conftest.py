@@ -161,6 +161,7 @@ def pytest_runtest_makereport():
 HEAVY = {
     "tests/journey/test_cluster.py": 1800,
     "tests/journey/test_journey.py": 800,
+    "tests/journey/test_pull_after_shortcut.py": 250,
     "tests/roles/test_molecule.py::test_molecule_scenario[idle_autostop]": 600,
     "tests/roles/test_molecule.py::test_molecule_scenario[trash_cleanup]": 410,
     "tests/roles/test_molecule.py::test_molecule_scenario[gcs_pull]": 360,
