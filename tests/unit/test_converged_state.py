@@ -161,6 +161,9 @@ def test_the_inputs_digest_ignores_run_details_and_order_but_not_values():
     assert plugin.vars_digest([(k, "__omit_2" if k == "omit" else v) for k, v in base], identity) == digest
     assert plugin.vars_digest([(k, True if k == "ansible_check_mode" else v) for k, v in base], identity) == digest
     assert plugin.vars_digest([(k, 8081 if k == "jupyter_port" else v) for k, v in base], identity) != digest
+    # A renewed access token is the same request from the same person.
+    assert plugin.vars_digest(base + [("gcp_access_token", "ya29.one")], identity) == \
+        plugin.vars_digest(base + [("gcp_access_token", "ya29.two")], identity)
 
     from ansible.errors import AnsibleUndefinedVariable
 
