@@ -36,7 +36,8 @@ import pytest
 from conftest import BIN, REPO, run_playbook
 from support import converged_coverage
 from test_fleet import summary_lines
-from test_journey import JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, run_cell, took_shortcut, tunnel
+from test_journey import (JSON_OUTPUT, assert_nothing_left, containers, mutating_calls, provision_record,
+                          provisioned_by_shortcut, run_cell, took_shortcut, tunnel)
 
 pytestmark = pytest.mark.journey
 
@@ -260,6 +261,10 @@ def test_the_record_covers_everything_the_roles_touched_on_each_node(cluster, cl
         name = next(n for n in NAMES if container.endswith("-" + n))
         keys = converged_coverage.recorded_keys(container)
         assert converged_coverage.uncovered(cluster.touched, keys, name) == [], name
+        # The node's provisioning record reads the cluster's own firewall rule too.
+        record = provision_record(cluster_sandbox, name)
+        assert converged_coverage.provision_uncovered(cluster.touched, record, name) == [], name
+        assert "firewall rule jupyter-gpu-cluster-internal" in {r["label"] for r in record["reads"]}, record["reads"]
 
 
 def test_three_vms_each_with_its_own_jupyterlab(cluster, cluster_sandbox):
@@ -392,8 +397,10 @@ def test_rerun_changes_nothing_and_a_restarted_worker_rejoins_by_itself(cluster_
     assert again.rc == 0, again
     assert again.changed == 0, again
     assert mutating_calls(sb) == []
-    # The nodes, as the first run left them, take the shortcut together.
+    # The nodes, as the first run left them, take the shortcut together, and so does each node's
+    # provisioning (its firewall rules and VM read in one step).
     assert took_shortcut(again, NAMES), again
+    assert provisioned_by_shortcut(again, NAMES), again
 
     # Status shows every VM.
     status = run_playbook("playbooks/status.yml", sb)

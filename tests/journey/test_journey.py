@@ -36,6 +36,9 @@ ARTIFACTS = REPO / "artifacts" / "journey"
 JSON_OUTPUT = {"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
 # The task a rerun shows when it skips the configure roles on a VM (the meta task after it is not shown).
 SHORTCUT = "TASK [Converged | Keep what the roles found for the summary]"
+# The task a rerun shows when it skips the gce_vm role's tasks for a VM whose project is as recorded.
+PROVISION_SHORTCUT = "TASK [gce_vm : Shortcut | Take back what the last complete run found]"
+FIREWALL = "gpu-jupyter-allow-ssh"
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +178,22 @@ def took_shortcut(result, names=(NAME,)) -> bool:
     return all(f"ok: [{n}]" in shortcut for n in names) and not re.search(r"TASK \[\w+ : ", play)
 
 
+def provisioned_by_shortcut(result, names=(NAME,)) -> bool:
+    """Every VM's provisioning skipped the role's tasks: no preflight, firewall or instance task ran."""
+    play = result.stdout.split("PLAY [Provision the GPU VMs]", 1)[-1].split("\nPLAY [", 1)[0]
+    taken = play.split(PROVISION_SHORTCUT, 1)[-1].split("TASK [", 1)[0] if PROVISION_SHORTCUT in play else ""
+    return all(f"ok: [gce/{n}]" in taken for n in names) and not re.search(
+        r"TASK \[(gce_preflight : |gce_vm : (Firewall|Service account|Instance|Nat) \|)", play)
+
+
+def provision_record(sb, name=NAME) -> dict:
+    return json.loads((Path(sb.state_dir) / "provision" / sb.project / f"{name}.json").read_text())
+
+
+def firewall(sb):
+    return sb.api("GET", f"/compute/v1/projects/{sb.project}/global/firewalls/{FIREWALL}")
+
+
 def instance(sb):
     return sb.api("GET", f"/compute/v1/projects/{sb.project}/zones/{ZONE}/instances/{NAME}")
 
@@ -196,6 +215,8 @@ def test_up_open_rerun_stop_start_destroy(podman_sandbox, tmp_path):
     assert [c.split()[1] for c in containers(sb)] == ["running"]
     assert converged_coverage.uncovered(touched, converged_coverage.recorded_keys(containers(sb)[0].split()[0]),
                                             NAME) == []
+    # And every project resource the provision play managed is read again by its record.
+    assert converged_coverage.provision_uncovered(touched, provision_record(sb), NAME) == []
     # GPUs are recorded on the sandbox VM, not present: nothing claims they were verified.
     assert summary_line(first.stdout, "GPU check").startswith("GPU not verified (sandbox"), first
     assert "1 x nvidia-tesla-t4" in summary_line(first.stdout, "Machine")
@@ -225,13 +246,19 @@ def test_up_open_rerun_stop_start_destroy(podman_sandbox, tmp_path):
     assert second.changed == 0, second
     assert mutating_calls(sb) == []
     assert took_shortcut(second), second
+    assert provisioned_by_shortcut(second), second
 
-    # 3a. Drift on the VM (an edited server config, a stopped service) is named, and the roles
-    #     run and repair it; the run after that takes the shortcut again.
+    # 3a. Drift on the VM (an edited server config, a stopped service) and in the project (the SSH
+    #     rule opened to the internet in the console) is named, and the roles run and repair it;
+    #     the run after that takes both shortcuts again.
     on_vm(sb, "echo '# edited by hand' >> /etc/jupyter/service/jupyter_server_config.py && systemctl stop jupyter")
+    declared_ranges = firewall(sb)["sourceRanges"]
+    sb.api("PATCH", f"/compute/v1/projects/{sb.project}/global/firewalls/{FIREWALL}", {"sourceRanges": ["0.0.0.0/0"]})
     repaired = run_playbook("site.yml", sb, env=JSON_OUTPUT, timeout=600)
     assert repaired.rc == 0, repaired
     assert repaired.recap[NAME]["changed"] > 0, repaired
+    assert f"Provisioning {NAME}: firewall rule {FIREWALL}: changed since the last complete run" in repaired.stdout
+    assert firewall(sb)["sourceRanges"] == declared_ranges != ["0.0.0.0/0"]
     assert "jupyter_server_config.py: content changed" in repaired.stdout, repaired
     assert "unit jupyter.service: inactive, was active" in repaired.stdout, repaired
     assert on_vm(sb, "systemctl is-active jupyter").stdout.strip() == "active"
@@ -239,6 +266,7 @@ def test_up_open_rerun_stop_start_destroy(podman_sandbox, tmp_path):
     third = run_playbook("site.yml", sb, timeout=600)
     assert third.rc == 0 and third.changed == 0, third
     assert took_shortcut(third), third
+    assert provisioned_by_shortcut(third), third
 
     # 3b. Reconfigure to 2 GPUs (the VM is stopped for it and started again), then make up with
     #     the same declaration: the VM host changes nothing, nothing mutating reaches the API

@@ -1,4 +1,7 @@
-"""Is everything a complete configure run touched covered by what converged_state recorded?
+"""Is everything a complete run touched covered by what its record holds?
+
+`uncovered`: the configure play's converged_state record on each VM. `provision_uncovered`: the
+gce_vm role's gce_provision_state record on the controller (the project's resources).
 
 A rerun skips the roles when the record still matches the VM, so a path, unit, package or account
 a role manages but the record leaves out could drift without a rerun ever repairing it. The
@@ -96,3 +99,50 @@ def recorded_keys(container: str) -> set[str]:
     out = subprocess.run(["podman", "exec", container, "cat", "/var/lib/gpu-jupyter/converged.json"],
                          capture_output=True, text=True, check=True).stdout
     return set(json.loads(out)["state"])
+
+
+PROVISION_PLAY = "Provision the GPU VMs"
+
+
+def _provision_label(action: str, args: dict, vm: str):
+    """The record label that sees what this module manages; None: it only reads, or nothing to see."""
+    name = args.get("name", "")
+    if action in ("gcp_compute_instance", "gce_instance_config", "gce_instance_place"):
+        return "instance " + vm
+    if action == "gcp_compute_firewall":
+        return "firewall rule " + name
+    if action == "gcp_compute_resource_policy":
+        return "placement policy " + name
+    if action == "gcp_iam_service_account":
+        return "service account " + name
+    if action == "gce_iam_binding":
+        return ("IAM policy of project " + args.get("project", "") if args.get("resource_type") == "project"
+                else "IAM policy of bucket " + args.get("resource", ""))
+    if action == "gce_cloud_nat":
+        return "Cloud NAT router " + args.get("router", "")
+    return None
+
+
+# Modules of the provision play that change nothing the record must see: reads, decisions, the
+# run's own bookkeeping; the APIs a recorded read could not succeed without; files on the
+# controller (their digest is the record's `controller`).
+PROVISION_OTHERS = READ_ONLY | {"gce_preflight", "gce_instances_info", "gce_provision_state",
+                                "gcp_serviceusage_service", "add_host", "wait_for_connection", "known_hosts",
+                                "blockinfile"}
+
+
+def provision_uncovered(log: Path, record: dict, vm: str) -> list[str]:
+    """What the provision play managed for `vm` that its record does not read again, as lines."""
+    labels = {r["label"] for r in record["reads"]}
+    missing = []
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if r["play"] != PROVISION_PLAY or r["host"] != "gce/" + vm:
+            continue
+        action = _short(r["action"])
+        label = _provision_label(action, r["args"], vm)
+        if label is None and action not in PROVISION_OTHERS:
+            missing.append("%s (%s) is not known to this check" % (r["task"], r["action"]))
+        elif label is not None and label not in labels:
+            missing.append("%s (%s): the record does not read %s" % (r["task"], r["action"], label))
+    return missing

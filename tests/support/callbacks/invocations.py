@@ -46,7 +46,8 @@ class CallbackModule(CallbackBase):
                     "role": task._role.get_name() if task._role else "", "task": task.get_name(),
                     "action": task.action, "changed": bool(item.get("changed")),
                     "delegate_to": task.delegate_to if isinstance(task.delegate_to, str) else None,
-                    "args": {k: args[k] for k in ("path", "dest", "name", "pkg", "state", "enabled", "virtualenv")
+                    "args": {k: args[k] for k in ("path", "dest", "name", "pkg", "state", "enabled", "virtualenv",
+                                                  "resource_type", "resource", "router", "project")
                              if args.get(k) is not None},
                 }, default=str) + "\n")
 
