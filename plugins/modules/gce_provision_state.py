@@ -15,8 +15,8 @@ DOCUMENTATION = r"""
 module: gce_provision_state
 short_description: Record, then check in one step, the project resources the gce_vm role leaves
 description:
-  - C(step=record) reads the VM, its SSH host keys (guest attributes), the firewall rules, the
-    placement policies, the VM's service account, the project's and the buckets' IAM policies
+  - C(step=record) reads the VM, its SSH host keys (guest attributes), the firewall rules (all of
+    the project's with I(project_firewalls)), the placement policies, the VM's service account, the project's and the buckets' IAM policies
     and the Cloud NAT router, and writes a digest of each answer, with I(inputs), I(controller)
     and I(facts), to I(record) (mode 0600 in a 0700 directory).
   - C(step=check) reads the recorded resources again, in parallel, and reports C(converged=true)
@@ -74,6 +74,12 @@ options:
     description: With C(step=record), the Cloud NAT router as C(REGION/NAME) ('' for none).
     type: str
     default: ""
+  project_firewalls:
+    description: With C(step=record), whether every firewall rule of the project is read too (a VM
+      with an external address: a rule added since that lets the internet in must reach the
+      preflight's exposure check).
+    type: bool
+    default: false
   facts:
     description: With C(step=record), facts to hand back by a later converged check.
     type: dict
@@ -158,6 +164,8 @@ def reads(client, p):
             {"queryPath": "hostkeys/"}, None)]
     out += [("firewall rule %s" % name, "GET", client.global_path("firewalls", name), None, None)
             for name in p["firewalls"]]
+    if p["project_firewalls"]:
+        out.append(("firewall rules of project %s" % client.project, "LIST", client.global_path("firewalls"), None, None))
     out += [("placement policy %s" % link.rsplit("/", 1)[-1], "GET", link, None, None)
             for link in p["resource_policies"]]
     if p["service_account"]:
@@ -184,6 +192,8 @@ def read_all(client, wanted, threads=8):
     keys of a stopped VM, a permission taken away)}; a connection that keeps failing is raised."""
     def one(r):
         try:
+            if r["method"] == "LIST":
+                return r["label"], _digest(client.list(r["path"], params=r["params"]))
             return r["label"], _digest(client.request(r["method"], r["path"], body=r["body"], params=r["params"]))
         except GceApiError as exc:
             if exc.status is None:
@@ -302,6 +312,7 @@ def main():
         project_iam=dict(type="bool", default=False),
         buckets=dict(type="list", elements="str", default=[]),
         router=dict(type="str", default=""),
+        project_firewalls=dict(type="bool", default=False),
         facts=dict(type="dict", default={}),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True,

@@ -42,7 +42,7 @@ def project(client):
 
 def params(**over):
     out = dict(inputs="sha256:a:b", controller="c", instance="vm", zone=ZONE, firewalls=[FIREWALL],
-               resource_policies=[], service_account="", project_iam=False, buckets=[], router="",
+               resource_policies=[], service_account="", project_iam=False, buckets=[], router="", project_firewalls=False,
                facts={"instance": {"name": "vm", "zone": ZONE}})
     out.update(over)
     return out
@@ -127,6 +127,16 @@ def test_a_link_in_place_of_the_record_is_not_followed(project, tmp_path):
     link.symlink_to(real)
     assert ps.check(project, str(link), "sha256:a:b", "c")[0] == ["no record of a complete run"]
     assert json.loads(real.read_text())["inputs"] == "sha256:a:b"   # the target is left alone
+
+
+def test_with_project_firewalls_a_rule_added_anywhere_is_a_difference(project, tmp_path):
+    path = str(tmp_path / "vm.json")
+    ps.record(project, path, params(project_firewalls=True))
+    project.call("POST", project.global_path("firewalls"), {
+        "name": "allow-ssh-anywhere", "network": "global/networks/default", "direction": "INGRESS",
+        "allowed": [{"IPProtocol": "tcp", "ports": ["22"]}], "sourceRanges": ["0.0.0.0/0"]}, timeout=30)
+    assert ps.check(project, path, "sha256:a:b", "c")[0] == [
+        "firewall rules of project %s: changed since the last complete run" % project.project]
 
 
 def test_every_kind_of_resource_is_read(project):
