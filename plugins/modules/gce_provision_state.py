@@ -16,9 +16,9 @@ module: gce_provision_state
 short_description: Record, then check in one step, the project resources the gce_vm role leaves
 description:
   - C(step=record) reads the VM, its SSH host keys (guest attributes), the firewall rules (all of
-    the project's with I(project_firewalls)), the placement policies, the VM's service account, the project's and the buckets' IAM policies
-    and the Cloud NAT router, and writes a digest of each answer, with I(inputs), I(controller)
-    and I(facts), to I(record) (mode 0600 in a 0700 directory).
+    the project's with I(project_firewalls)), the placement policies, the VM's service account, the
+    project's and the buckets' IAM policies and the Cloud NAT router, and writes a digest of each
+    answer, with I(inputs), I(controller) and I(facts), to I(record) (mode 0600 in a 0700 directory).
   - C(step=check) reads the recorded resources again, in parallel, and reports C(converged=true)
     only when every answer and I(inputs) and I(controller) equal the record. It changes nothing in
     the project, so it runs in check mode too; a check that finds a difference deletes the record.
@@ -75,9 +75,9 @@ options:
     type: str
     default: ""
   project_firewalls:
-    description: With C(step=record), whether every firewall rule of the project is read too (a VM
-      with an external address: a rule added since that lets the internet in must reach the
-      preflight's exposure check).
+    description: With C(step=record), whether every firewall rule of the project is read too. For a
+      VM with an external address, so that a rule added since that lets the internet in reaches
+      the preflight's exposure check.
     type: bool
     default: false
   facts:
@@ -165,7 +165,8 @@ def reads(client, p):
     out += [("firewall rule %s" % name, "GET", client.global_path("firewalls", name), None, None)
             for name in p["firewalls"]]
     if p["project_firewalls"]:
-        out.append(("firewall rules of project %s" % client.project, "LIST", client.global_path("firewalls"), None, None))
+        out.append(("firewall rules of project %s" % client.project, "LIST", client.global_path("firewalls"),
+                    None, None))
     out += [("placement policy %s" % link.rsplit("/", 1)[-1], "GET", link, None, None)
             for link in p["resource_policies"]]
     if p["service_account"]:

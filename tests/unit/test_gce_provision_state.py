@@ -42,7 +42,8 @@ def project(client):
 
 def params(**over):
     out = dict(inputs="sha256:a:b", controller="c", instance="vm", zone=ZONE, firewalls=[FIREWALL],
-               resource_policies=[], service_account="", project_iam=False, buckets=[], router="", project_firewalls=False,
+               resource_policies=[], service_account="", project_iam=False, buckets=[], router="",
+               project_firewalls=False,
                facts={"instance": {"name": "vm", "zone": ZONE}})
     out.update(over)
     return out
