@@ -150,3 +150,27 @@ def test_every_kind_of_resource_is_read(project):
                       "IAM policy of bucket data", "Cloud NAT router r"]
     # getIamPolicy is the one read that is a POST; nothing else is.
     assert [w["label"] for w in wanted if w["method"] != "GET"] == ["IAM policy of project %s" % project.project]
+
+
+def test_writing_and_dropping_a_record_never_goes_through_a_planted_link(open_tmp_path):
+    """save and forget as an unprivileged user in a temporary tree: a link planted where the record
+    goes is replaced or removed, never written or deleted through."""
+    from tests.support.unprivileged import run_unprivileged
+
+    tree = open_tmp_path / "records"
+    tree.mkdir()
+    victim = tree / "victim.json"
+    victim.write_text("keep me\n")
+    (tree / "vm.json").symlink_to(victim)
+
+    def exercise():
+        path = str(tree / "vm.json")
+        before = ps.load(path)                      # a link is no record
+        ps.save(path, {"format": ps.FORMAT, "inputs": "x"})
+        saved = ps.load(path)
+        ps.forget(path)
+        return before, saved, os.path.lexists(path), victim.read_text()
+
+    before, saved, left, victim_text = run_unprivileged(tree, exercise)
+    assert before is None and saved["inputs"] == "x"
+    assert not left and victim_text == "keep me\n"
