@@ -236,8 +236,9 @@ def _state_after(snapshot, now=T0, config=None, state=None):
 def test_peer_answer_busy_idle_and_unknown():
     config = cfg()
     busy = _state_after(snap(torchrun=[42], holds=[{"user": "ana", "until": None}]))
+    # A busy verdict says how old it is: the node was last seen busy at its check, not now.
     assert ia.peer_answer(config, busy, BOOT, T0 + 30) == {
-        "idle_autostop": 1, "state": "busy", "signals": ["hold", "torchrun"]}
+        "idle_autostop": 1, "state": "busy", "signals": ["hold", "torchrun"], "age_seconds": 30.0}
     idle = _state_after(snap(torchrun=[]), now=T0)
     idle = _state_after(snap(torchrun=[], monotonic=10_060.0), now=T0 + 60, state=idle)
     assert ia.peer_answer(config, idle, BOOT, T0 + 90) == {
@@ -275,6 +276,7 @@ def test_peer_answer_carries_nothing_else(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.endswith("\n") and out.count("\n") == 1
     answer = json.loads(out)
+    assert answer.pop("age_seconds") < 60
     assert answer == {"idle_autostop": 1, "state": "busy", "signals": ["hold"]}
     assert token not in out and "ana" not in out
 
@@ -283,8 +285,11 @@ def test_peer_answer_carries_nothing_else(tmp_path, capsys):
 # cluster: reading a peer
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("data, expected", [
+    (b'{"idle_autostop": 1, "state": "busy", "signals": ["gpu", "ray"], "age_seconds": 41.5}\n',
+     {"state": "busy", "signals": ["gpu", "ray"], "age_seconds": 41.5}),
+    # An agent that does not say how old its verdict is: as of now.
     (b'{"idle_autostop": 1, "state": "busy", "signals": ["gpu", "ray"]}\n',
-     {"state": "busy", "signals": ["gpu", "ray"]}),
+     {"state": "busy", "signals": ["gpu", "ray"], "age_seconds": 0.0}),
     (b'{"idle_autostop": 1, "state": "idle", "idle_seconds": 312}',
      {"state": "idle", "idle_seconds": 312.0}),
     (b'{"idle_autostop": 1, "state": "unknown", "why": "disabled"}',
@@ -303,6 +308,10 @@ def test_parse_peer_answer(data, expected):
     b'{"idle_autostop": 1, "state": "busy", "signals": "gpu"}',
     b'{"idle_autostop": 1, "state": "busy", "signals": ["mining"]}',
     b'{"idle_autostop": 1, "state": "idle", "idle_seconds": -5}',
+    b'{"idle_autostop": 1, "state": "busy", "signals": [], "age_seconds": -1}',
+    b'{"idle_autostop": 1, "state": "busy", "signals": [], "age_seconds": "3"}',
+    b'{"idle_autostop": 1, "state": "busy", "signals": [], "age_seconds": false}',
+    b'{"idle_autostop": 1, "state": "busy", "signals": [], "age_seconds": 1e12}',
     b'{"idle_autostop": 1, "state": "idle", "idle_seconds": true}',
     b'{"idle_autostop": 1, "state": "idle", "idle_seconds": NaN}',
     b'{"idle_autostop": 1, "state": "idle", "idle_seconds": Infinity}',
@@ -320,7 +329,8 @@ def test_parse_peer_answer_rejects(data):
                  st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=10),
                               lambda c: st.lists(c, max_size=3)
                               | st.dictionaries(st.sampled_from(
-                                  ["idle_autostop", "state", "signals", "idle_seconds", "why"]),
+                                  ["idle_autostop", "state", "signals", "idle_seconds",
+                                   "age_seconds", "why"]),
                                   c, max_size=5)).map(lambda v: json.dumps(v).encode())))
 def test_parse_peer_answer_never_crashes(data):
     """Whatever a peer sends, the result is a valid verdict or ValueError (unknown), never a
@@ -390,7 +400,7 @@ def _free_port():
 def test_query_peer(peers):
     busy = peers(b'{"idle_autostop": 1, "signals": ["torchrun"], "state": "busy"}\n')
     assert ia.query_peer("127.0.0.1", busy.port, 2.0) == {
-        "peer": "127.0.0.1", "state": "busy", "signals": ["torchrun"]}
+        "peer": "127.0.0.1", "state": "busy", "signals": ["torchrun"], "age_seconds": 0.0}
     garbage = peers(b"HTTP/1.1 200 OK\r\n\r\nbusy")
     assert ia.query_peer("127.0.0.1", garbage.port, 2.0)["why"] == "unreadable answer"
     flood = peers(b"{" + b" " * 5000 + b"}")
@@ -433,6 +443,25 @@ def test_decide_cluster(peer_states, kind, text):
     assert text in decision["summary"]
 
 
+def test_a_busy_peer_counts_as_active_at_its_own_check():
+    """A peer busy as of its check 50 s ago keeps this node busy, and that moment, not now, is
+    where the count starts once the peer's next answer says idle: the two counts agree."""
+    state = {"version": 1, "boot_id": BOOT, "last_check": T0 - 60, "last_monotonic": 9_940.0,
+             "idle_since": T0 - 3000, "warned_at": None, "own": {"busy": [], "idle_since": T0 - 3000}}
+    peer = [{"peer": "10.0.0.3", "state": "busy", "signals": ["torchrun"], "age_seconds": 50.0}]
+    decision = ia.decide(snap(cluster=peer), cfg(), T0, state)
+    assert decision["kind"] == "busy" and decision["action"] == "none"
+    assert decision["new_state"]["idle_since"] == T0 - 50
+    # Its own signals busy: now, whatever the peers say.
+    decision = ia.decide(snap(cluster=peer, torchrun=[7]), cfg(), T0, state)
+    assert decision["new_state"]["idle_since"] == T0
+    # The peer, idle since that check, answers 20 s later: both count from T0 - 50.
+    state = json.loads(json.dumps(ia.decide(snap(cluster=peer), cfg(), T0, state)["new_state"]))
+    peer = [{"peer": "10.0.0.3", "state": "idle", "idle_seconds": 70.0}]
+    decision = ia.decide(snap(cluster=peer, monotonic=10_020.0), cfg(), T0 + 20, state)
+    assert decision["kind"] == "idle" and round(decision["idle_seconds"]) == 70
+
+
 def test_an_idle_peer_active_more_recently_moves_the_count():
     """The cluster is idle from the latest moment any node was active: a peer idle for 10 min
     brings a node idle for 50 min back to 10."""
@@ -449,11 +478,11 @@ def test_an_idle_peer_active_more_recently_moves_the_count():
 # The whole cluster over time: it powers off as one, and never while a node works
 # ---------------------------------------------------------------------------------------------
 def _simulate(work_until: list[float], offsets: list[float], interval=60.0, idle_minutes=10.0,
-              horizon=3 * 3600.0):
+              horizon=3 * 3600.0, warn_minutes=1.0):
     """N nodes, node i busy (torchrun) until work_until[i], checking every `interval` with a
     phase offsets[i]; each asks the others' peer_answer(). Returns each node's poweroff time."""
     n = len(work_until)
-    config = cfg(idle_minutes=idle_minutes, warn_minutes=1.0, interval_seconds=interval)
+    config = cfg(idle_minutes=idle_minutes, warn_minutes=warn_minutes, interval_seconds=interval)
     states: list = [None] * n
     off: list = [None] * n
     events = sorted((k * interval + offsets[i], i) for i in range(n)
@@ -490,6 +519,18 @@ def test_cluster_powers_off_together():
     # and an interval's lag from a peer's last saved state.
     assert min(off) >= max(work_until) + 600 - 60
     assert max(off) <= max(work_until) + 600 + 3 * 60
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0, 3600), min_size=2, max_size=4), st.floats(0, 59),
+       st.sampled_from([0.05, 1.0, 5.0]))
+def test_nodes_that_check_together_power_off_at_the_same_check(work, phase, warn_minutes):
+    """Nodes whose timers fire at the same moments (VMs booted together) all power off at the
+    same check, whatever the warning: none waits a check more for a peer's stale "busy"."""
+    work_until = [T0 + w for w in work]
+    off = _simulate(work_until, offsets=[T0 + phase] * len(work), warn_minutes=warn_minutes)
+    assert None not in off
+    assert max(off) == min(off)
 
 
 @settings(max_examples=40, deadline=None)
@@ -556,5 +597,6 @@ def test_peer_state_through_a_real_process(tmp_path, peers):
     out = subprocess.run([sys.executable, "-I", AGENT, "--config", conf, "peer-state"],
                          capture_output=True, check=True, timeout=60).stdout
     peer = peers(out)
-    assert ia.query_peer("127.0.0.1", peer.port, 2.0) == {
-        "peer": "127.0.0.1", "state": "busy", "signals": ["torchrun"]}
+    answer = ia.query_peer("127.0.0.1", peer.port, 2.0)
+    assert 0 <= answer.pop("age_seconds") < 60
+    assert answer == {"peer": "127.0.0.1", "state": "busy", "signals": ["torchrun"]}

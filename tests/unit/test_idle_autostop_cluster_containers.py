@@ -103,8 +103,10 @@ def test_the_cluster_powers_off_as_one(tmp_path, nodes):
     for name in (a, b):
         assert f"{name}" in second and "changed=0" in second.split(name)[-1].splitlines()[0], second[-2000:]
 
-    # Each node answers on its internal address only, with its own signals.
-    assert _ask(a, ip_b) == {"idle_autostop": 1, "state": "busy", "signals": ["hold"]}
+    # Each node answers on its internal address only, with its own signals and their age.
+    answer = _ask(a, ip_b)
+    assert 0 <= answer.pop("age_seconds") <= 2 * INTERVAL_S, answer
+    assert answer == {"idle_autostop": 1, "state": "busy", "signals": ["hold"]}
     listening = _podman("exec", b, "ss", "-Hltn", "sport = :917").stdout.split()
     assert f"{ip_b}:917" in listening, listening
     # Notebook code (an unprivileged account) cannot take the port while the socket is down.
@@ -114,11 +116,43 @@ def test_the_cluster_powers_off_as_one(tmp_path, nodes):
                     "echo rc=$?; systemctl start idle-autostop-peer.socket", check=False).stdout
     assert "rc=1" in squat, squat
 
+    journals = _follow_checks(a, b)
+    try:
+        _work_then_idle(a, b, ip_b, journals)
+    finally:
+        for proc in journals.values():
+            if proc.returncode is None:
+                proc.kill()
+                proc.communicate(timeout=30)
+
+
+def _follow_checks(*names: str) -> dict[str, subprocess.Popen]:
+    """Each node's check lines as they are logged, stamped in seconds since the epoch (the
+    containers share this machine's clock): what a failed timing shows."""
+    return {name: subprocess.Popen(["podman", "exec", name, "journalctl", "--follow", "--lines=0",
+                                    "--output=short-unix", "--identifier=idle-autostop"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            for name in names}
+
+
+def _checks_seen(journals: dict[str, subprocess.Popen], epoch0: float) -> str:
+    seen = []
+    for name, proc in journals.items():
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+        seen.append(f"{name}:")
+        seen += [f"  {float(line.split()[0]) - epoch0:6.1f} s {line.split(': ', 1)[-1]}"
+                 for line in out.splitlines() if line[:1].isdigit()]
+    return "\n".join(seen)
+
+
+def _work_then_idle(a: str, b: str, ip_b: str, journals: dict[str, subprocess.Popen]) -> None:
     # Work on b only: a torchrun launcher (a real process named torchrun) for WORK_S seconds.
     _podman("exec", "-d", b, "bash", "-c", f"exec -a torchrun sleep {WORK_S}")
     _podman("exec", a, "idle-autostop", "release", "--all")
     _podman("exec", b, "idle-autostop", "release", "--all")
     started = time.monotonic()
+    epoch0 = time.time()
     time.sleep(2 * INTERVAL_S)
     status_a = _podman("exec", a, "idle-autostop", "status").stdout
     assert status_a.startswith(f"busy: peer busy: {ip_b} (torchrun)"), status_a
@@ -129,8 +163,9 @@ def test_the_cluster_powers_off_as_one(tmp_path, nodes):
             if name not in stopped and not _running(name):
                 stopped[name] = time.monotonic() - started
         time.sleep(1)
-    assert len(stopped) == 2, f"still running after {time.monotonic() - started:.0f} s: {stopped}"
+    seen = _checks_seen(journals, epoch0)
+    assert len(stopped) == 2, f"still running after {time.monotonic() - started:.0f} s: {stopped}\n{seen}"
     # Nobody stops before the work ended and the whole cluster was idle for the window (less a
     # check: a node sees the work end at its next check), and both stop within about a check.
-    assert min(stopped.values()) >= WORK_S + IDLE_S - 2 * INTERVAL_S, stopped
-    assert abs(stopped[a] - stopped[b]) <= 2 * INTERVAL_S + 3, stopped
+    assert min(stopped.values()) >= WORK_S + IDLE_S - 2 * INTERVAL_S, f"{stopped}\n{seen}"
+    assert abs(stopped[a] - stopped[b]) <= 2 * INTERVAL_S + 3, f"{stopped}\n{seen}"
