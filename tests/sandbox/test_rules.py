@@ -432,11 +432,16 @@ def test_request_log_marks_mutating(sb):
 def test_fingerprint_accepts_url_safe_base64(sb):
     """gcloud (apitools) sends bytes fields URL-safe encoded; GCE compares the bytes."""
     create_vm(sb)
-    for _ in range(20):   # find a fingerprint whose two encodings differ
+    # Find a fingerprint whose two encodings differ: about 3 in 10 do, so 200 draws always find
+    # one. Running out must fail here: after the last draw's setLabels `fp` is stale (HTTP 412).
+    for _ in range(200):
         fp = sb.api("GET", zpath("instances/vm1"))["labelFingerprint"]
         if "+" in fp or "/" in fp:
             break
         wait_op(sb, sb.api("POST", zpath("instances/vm1/setLabels"), {"labelFingerprint": fp, "labels": {}}))
+    else:
+        pytest.fail("no fingerprint with + or / in 200 draws")
+    assert fp.replace("+", "-").replace("/", "_") != fp
     url_safe = fp.replace("+", "-").replace("/", "_")
     wait_op(sb, sb.api("POST", zpath("instances/vm1/setLabels"), {"labelFingerprint": url_safe,
                                                                   "labels": {"x": "y"}}))
